@@ -1,0 +1,156 @@
+"""The lab's CNN classifier and the DB-VAE built on it (Amini et al. 2019).
+
+Shapes below are for the default 64x64 input; every stride-2 block halves the
+side, so the flattened size and the decoder's first feature map follow
+`image_size`.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ModelError
+
+METHODS = ("standard", "dbvae")
+
+
+@dataclass
+class ModelConfig:
+    method: str = "dbvae"          # standard | dbvae
+    image_size: int = 64
+    n_filters: int = 12            # blocks use 1x, 2x, 4x, 6x -> 12/24/48/72
+    dense_units: int = 512
+    latent_dim: int = 100
+    kl_weight: float = 0.0005
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ModelError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.image_size < 16 or self.image_size % 16:
+            raise ModelError(f"image size {self.image_size} must be a multiple of 16 (16, 32, 64, ...)")
+        for name in ("n_filters", "dense_units", "latent_dim"):
+            if getattr(self, name) < 1:
+                raise ModelError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def feature_side(self) -> int:
+        return self.image_size // 16
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _conv_block(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
+    # Keras 'same' padding with stride 2: pad (k-1)//2 on each side.
+    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride=2, padding=(kernel - 1) // 2),
+                         nn.ReLU(), nn.BatchNorm2d(c_out))
+
+
+class Encoder(nn.Module):
+    """CNN trunk: (B,3,64,64) -> (B, n_outputs)."""
+
+    def __init__(self, cfg: ModelConfig, n_outputs: int):
+        super().__init__()
+        n = cfg.n_filters
+        self.features = nn.Sequential(
+            _conv_block(3, n, 5),          # (B,12,32,32)
+            _conv_block(n, 2 * n, 5),      # (B,24,16,16)
+            _conv_block(2 * n, 4 * n, 3),  # (B,48,8,8)
+            _conv_block(4 * n, 6 * n, 3),  # (B,72,4,4)
+            nn.Flatten(),                  # (B,1152)
+            nn.Linear(6 * n * cfg.feature_side ** 2, cfg.dense_units), nn.ReLU(),
+        )
+        self.head = nn.Linear(cfg.dense_units, n_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class Decoder(nn.Module):
+    """Mirror of the encoder: (B, latent) -> (B,3,64,64) in [0,1]."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        n, side = cfg.n_filters, cfg.feature_side
+        self.side, self.channels = side, 6 * n
+        self.fc = nn.Linear(cfg.latent_dim, 6 * n * side * side)
+        # output_padding=1 makes each stride-2 transpose exactly double the side.
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(6 * n, 4 * n, 3, 2, padding=1, output_padding=1), nn.ReLU(),  # 8x8
+            nn.ConvTranspose2d(4 * n, 2 * n, 3, 2, padding=1, output_padding=1), nn.ReLU(),  # 16x16
+            nn.ConvTranspose2d(2 * n, n, 5, 2, padding=2, output_padding=1), nn.ReLU(),      # 32x32
+            nn.ConvTranspose2d(n, 3, 5, 2, padding=2, output_padding=1),                     # 64x64
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.fc(z)).view(-1, self.channels, self.side, self.side)
+        return torch.sigmoid(self.deconv(h))
+
+
+class StandardClassifier(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logit": self.encoder(x).squeeze(1)}
+
+
+class DBVAE(nn.Module):
+    """Encoder emits 1 logit + latent mean + log-variance; decoder rebuilds images."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg, 1 + 2 * cfg.latent_dim)
+        self.decoder = Decoder(cfg)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.encoder(x)                  # (B, 1 + 2*latent)
+        d = self.cfg.latent_dim
+        return out[:, 0], out[:, 1:1 + d], out[:, 1 + d:]
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        logit, mu, logvar = self.encode(x)
+        z = reparameterize(mu, logvar) if self.training else mu
+        return {"logit": logit, "mu": mu, "logvar": logvar, "recon": self.decoder(z)}
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    # z = mu + sigma * eps with sigma = exp(0.5 * logvar).
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    return DBVAE(cfg) if cfg.method == "dbvae" else StandardClassifier(cfg)
+
+
+def dbvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+               kl_weight: float) -> dict[str, torch.Tensor]:
+    """BCE + 1[y=1] * (L1 reconstruction + kl_weight * KL), indicator per sample.
+
+    Returns the batch means of the total and each part (parts for the history).
+    """
+    y = y.float()
+    bce = F.binary_cross_entropy_with_logits(out["logit"], y, reduction="none")     # (B,)
+    if "mu" not in out:
+        return {"loss": bce.mean(), "bce": bce.mean()}
+    recon = (out["recon"] - x).abs().flatten(1).mean(1)                               # (B,)
+    mu, logvar = out["mu"], out["logvar"]
+    kl = 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum(1)                       # (B,)
+    vae = recon + kl_weight * kl
+    total = bce + y * vae
+    n_pos = y.sum().clamp(min=1.0)
+    # Parts averaged over positives only: that is the population they apply to.
+    return {"loss": total.mean(), "bce": bce.mean(),
+            "recon": (y * recon).sum() / n_pos, "kl": (y * kl).sum() / n_pos}
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

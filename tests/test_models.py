@@ -1,0 +1,59 @@
+import math
+
+import pytest
+import torch
+
+from audit.errors import ModelError
+from audit.models import DBVAE, ModelConfig, build_model, dbvae_loss, reparameterize
+
+
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_shapes_follow_image_size(size):
+    model = build_model(ModelConfig(image_size=size, latent_dim=7))
+    out = model(torch.rand(3, 3, size, size))
+    assert out["logit"].shape == (3,)
+    assert out["mu"].shape == out["logvar"].shape == (3, 7)
+    assert out["recon"].shape == (3, 3, size, size)
+
+
+def test_lab_filter_sizes():
+    model = DBVAE(ModelConfig())
+    convs = [m.out_channels for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [12, 24, 48, 72]
+    assert model.encoder.head.out_features == 1 + 2 * 100
+
+
+def test_bad_config_names_the_value():
+    with pytest.raises(ModelError, match="multiple of 16"):
+        ModelConfig(image_size=30)
+    with pytest.raises(ModelError, match="unknown method 'vae'"):
+        ModelConfig(method="vae")
+
+
+def test_reparameterize_uses_half_logvar():
+    torch.manual_seed(0)
+    mu, logvar = torch.zeros(200_000, 1), torch.full((200_000, 1), math.log(4.0))
+    z = reparameterize(mu, logvar)
+    assert z.std().item() == pytest.approx(2.0, rel=0.02)   # sigma = exp(0.5 * log 4) = 2
+
+
+def test_loss_indicator_is_per_sample():
+    x = torch.zeros(2, 3, 16, 16)
+    out = {"logit": torch.tensor([0.0, 0.0]), "mu": torch.tensor([[1.0], [3.0]]),
+           "logvar": torch.tensor([[0.0], [0.0]]), "recon": torch.stack([torch.full((3, 16, 16), 0.5),
+                                                                         torch.full((3, 16, 16), 0.9)])}
+    y = torch.tensor([1, 0])
+    parts = dbvae_loss(out, x, y, kl_weight=0.1)
+    bce = math.log(2.0)
+    # Only sample 0 (positive) pays reconstruction 0.5 and KL 0.5 * mu^2 = 0.5.
+    expected = (bce + 0.5 + 0.1 * 0.5 + bce) / 2
+    assert parts["loss"].item() == pytest.approx(expected, rel=1e-6)
+    assert parts["recon"].item() == pytest.approx(0.5)
+    assert parts["kl"].item() == pytest.approx(0.5)
+
+
+def test_loss_of_standard_model_is_bce():
+    out = {"logit": torch.tensor([10.0, -10.0])}
+    parts = dbvae_loss(out, torch.zeros(2, 3, 16, 16), torch.tensor([1, 0]), 0.1)
+    assert parts["loss"].item() == pytest.approx(0.0, abs=1e-4)
+    assert set(parts) == {"loss", "bce"}
