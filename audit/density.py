@@ -1,0 +1,174 @@
+"""Density estimators over latent means, with scikit-learn's estimator contract.
+
+`score_samples(Z)` returns a log density (higher = more common); the sampling
+weight of a sample is proportional to exp(-score), see `audit.sampling`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.mixture import GaussianMixture
+
+from .errors import DebiasError, NotFittedError
+
+
+def _check_latents(Z: np.ndarray, name: str = "Z") -> np.ndarray:
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.ndim != 2 or Z.shape[0] == 0:
+        raise DebiasError(f"{name} must be a non-empty 2-D array (n_samples, latent_dim), got shape {Z.shape}")
+    if not np.isfinite(Z).all():
+        raise DebiasError(f"{name} contains NaN or infinite values; the model diverged or the input is broken")
+    return Z
+
+
+class DensityEstimator(ABC):
+    """Base: parameters in __init__, `fit` returns self, learned attributes end in `_`."""
+
+    n_features_in_: int
+
+    @abstractmethod
+    def fit(self, Z: np.ndarray) -> "DensityEstimator": ...
+
+    @abstractmethod
+    def score_samples(self, Z: np.ndarray) -> np.ndarray: ...
+
+    def _check_input(self, Z: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "n_features_in_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(Z) first")
+        Z = _check_latents(Z)
+        if Z.shape[1] != self.n_features_in_:
+            raise DebiasError(f"Z has {Z.shape[1]} latent dimensions but the estimator was fitted on "
+                              f"{self.n_features_in_}")
+        return Z
+
+    def get_params(self) -> dict:
+        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+
+
+def _fit_histograms(Z: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension histograms: (edges (d, bins+1), np.histogram density (d, bins))."""
+    d = Z.shape[1]
+    edges = np.empty((d, bins + 1))
+    density = np.empty((d, bins))
+    for i in range(d):
+        density[i], edges[i] = np.histogram(Z[:, i], bins=bins, density=True)
+    return edges, density
+
+
+def _bin_index(Z: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin of every value, (n, d); values outside the fitted range fall in the outer bins."""
+    idx = np.empty(Z.shape, dtype=np.int64)
+    bins = edges.shape[1] - 1
+    for i in range(Z.shape[1]):
+        # Inner edges only: the outer edges act as -inf/+inf, as in the lab.
+        idx[:, i] = np.searchsorted(edges[i, 1:-1], Z[:, i], side="right")
+    return np.clip(idx, 0, bins - 1)
+
+
+class HistogramDensity(DensityEstimator):
+    """The 6.S191 lab's estimator: per-dimension histograms, max over dimensions.
+
+    For each dimension i the smoothed bin density q_i = (h_i + alpha) / sum(h_i + alpha)
+    gives p_i = (1/q_i) / sum_over_fitted_samples(1/q_i); the lab's weight is
+    max_i p_i.  score_samples returns -log(max_i p_i) so that exp(-score),
+    normalised over the fitted samples, reproduces the lab's weights exactly.
+    """
+
+    def __init__(self, bins: int = 10, alpha: float = 0.001):
+        if bins < 1:
+            raise DebiasError(f"bins must be >= 1, got {bins}")
+        if alpha <= 0:
+            raise DebiasError(f"alpha (smoothing) must be > 0, got {alpha}")
+        self.bins, self.alpha = bins, alpha
+
+    def fit(self, Z: np.ndarray) -> "HistogramDensity":
+        Z = _check_latents(Z)
+        self.edges_, self.hist_density_ = _fit_histograms(Z, self.bins)
+        smoothed = self.hist_density_ + self.alpha
+        self.smoothed_density_ = smoothed / smoothed.sum(1, keepdims=True)        # (d, bins)
+        self.n_features_in_ = Z.shape[1]
+        self.inverse_norm_ = (1.0 / self.per_dimension_probability(Z)).sum(0)      # (d,)
+        return self
+
+    def per_dimension_probability(self, Z: np.ndarray) -> np.ndarray:
+        """Smoothed bin probability of every value, (n, d)."""
+        Z = self._check_input(Z)
+        idx = _bin_index(Z, self.edges_)
+        return self.smoothed_density_[np.arange(Z.shape[1])[None, :], idx]
+
+    def score_samples(self, Z: np.ndarray) -> np.ndarray:
+        p = (1.0 / self.per_dimension_probability(Z)) / self.inverse_norm_       # (n, d)
+        return -np.log(p.max(1))
+
+
+class HistogramProductDensity(HistogramDensity):
+    """The paper's estimator: product over dimensions of smoothed histogram densities.
+
+    W(x) is proportional to prod_i 1 / (Q_i(z_i) + alpha); kept in log space,
+    since a product of 100 small numbers underflows.
+    """
+
+    def fit(self, Z: np.ndarray) -> "HistogramProductDensity":
+        Z = _check_latents(Z)
+        self.edges_, self.hist_density_ = _fit_histograms(Z, self.bins)
+        counts = self.hist_density_ * np.diff(self.edges_, axis=1)                 # bin frequencies
+        self.bin_frequency_ = counts / counts.sum(1, keepdims=True)
+        self.n_features_in_ = Z.shape[1]
+        return self
+
+    def per_dimension_probability(self, Z: np.ndarray) -> np.ndarray:
+        Z = self._check_input(Z)
+        idx = _bin_index(Z, self.edges_)
+        return self.bin_frequency_[np.arange(Z.shape[1])[None, :], idx] + self.alpha
+
+    def score_samples(self, Z: np.ndarray) -> np.ndarray:
+        return np.log(self.per_dimension_probability(Z)).sum(1)
+
+
+class GaussianMixtureDensity(DensityEstimator):
+    """Joint density: a full-covariance Gaussian mixture on the whitened top principal axes.
+
+    Unlike the histograms it models dependencies between latent dimensions, so
+    a rare *combination* of common values is found too.  PCA keeps the fit fast
+    (full covariance in 100 dimensions would need far more samples).
+    """
+
+    def __init__(self, n_components: int = 8, max_dims: int = 16, max_fit_samples: int = 10000,
+                 random_state: int = 0):
+        if n_components < 1 or max_dims < 1 or max_fit_samples < 2:
+            raise DebiasError("n_components, max_dims and max_fit_samples must be positive")
+        self.n_components, self.max_dims = n_components, max_dims
+        self.max_fit_samples, self.random_state = max_fit_samples, random_state
+
+    def fit(self, Z: np.ndarray) -> "GaussianMixtureDensity":
+        Z = _check_latents(Z)
+        self.n_features_in_ = Z.shape[1]
+        rng = np.random.default_rng(self.random_state)
+        if len(Z) > self.max_fit_samples:
+            Z = Z[rng.choice(len(Z), self.max_fit_samples, replace=False)]
+        dims = max(1, min(self.max_dims, Z.shape[1], len(Z) - 1))
+        self.pca_ = PCA(n_components=dims, whiten=True, random_state=self.random_state).fit(Z)
+        X = self.pca_.transform(Z)
+        k = max(1, min(self.n_components, len(Z) // max(2 * dims, 1)))
+        self.mixture_ = GaussianMixture(k, covariance_type="full", reg_covar=1e-3,
+                                        random_state=self.random_state).fit(X)
+        return self
+
+    def score_samples(self, Z: np.ndarray) -> np.ndarray:
+        Z = self._check_input(Z)
+        return self.mixture_.score_samples(self.pca_.transform(Z))
+
+
+ESTIMATORS = {
+    "histogram": HistogramDensity,
+    "histogram-product": HistogramProductDensity,
+    "gmm": GaussianMixtureDensity,
+}
+
+
+def make_estimator(name: str, **params) -> DensityEstimator:
+    if name not in ESTIMATORS:
+        raise DebiasError(f"unknown density estimator {name!r}; choose one of {', '.join(ESTIMATORS)}")
+    return ESTIMATORS[name](**params)

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from audit.errors import DebiasError
+from audit.sampling import class_balanced_sampling_probability, inverse_density_weights, per_class_log_density
+
+
+def test_weights_are_inverse_density_and_sum_to_one():
+    w = inverse_density_weights(np.log([0.5, 0.25, 0.25]))
+    np.testing.assert_allclose(w, [0.2, 0.4, 0.4])
+
+
+def test_weights_stable_for_huge_log_densities():
+    w = inverse_density_weights(np.array([-2000.0, -1000.0, 0.0]))
+    assert np.isfinite(w).all() and w.sum() == pytest.approx(1.0) and w[0] == pytest.approx(1.0)
+
+
+def test_strength_zero_is_uniform():
+    np.testing.assert_allclose(inverse_density_weights(np.array([1.0, 5.0, -3.0]), strength=0), 1 / 3)
+
+
+def test_class_balanced_probability_gives_each_class_half():
+    labels = np.array([1, 1, 1, 0, 0])
+    logd = np.log([0.5, 0.25, 0.25, 0.9, 0.1])
+    p = class_balanced_sampling_probability(logd, labels)
+    assert p.sum() == pytest.approx(1.0)
+    assert p[labels == 1].sum() == pytest.approx(0.5) == p[labels == 0].sum()
+    np.testing.assert_allclose(p[:3], [0.1, 0.2, 0.2])
+    assert p[4] > p[3]   # the rare negative is reachable, not just rare positives
+
+
+def test_lab_mode_reweights_only_positives():
+    labels = np.array([1, 1, 0, 0])
+    p = class_balanced_sampling_probability(np.log([0.8, 0.2, 0.9, 0.1]), labels, reweight="positive")
+    np.testing.assert_allclose(p[2:], [0.25, 0.25])
+    assert p[1] > p[0]
+    with pytest.raises(DebiasError, match="unknown reweight 'all'"):
+        class_balanced_sampling_probability(p, labels, reweight="all")
+
+
+def test_per_class_density_is_fitted_per_class(rng):
+    # Negatives sit far from positives; fitted jointly the negatives' own rare tail would vanish.
+    mu = np.vstack([rng.normal(size=(100, 2)), rng.normal(loc=100, size=(100, 2))])
+    labels = np.repeat([1, 0], 100)
+    logd = per_class_log_density(mu, labels, "histogram")
+    ranks = np.argsort(logd[100:])
+    far = np.linalg.norm(mu[100:] - 100, axis=1)
+    assert far[ranks[:10]].mean() > far.mean()
