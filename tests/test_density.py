@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from audit.density import (ESTIMATORS, GaussianMixtureDensity, HistogramDensity, HistogramProductDensity,
-                           make_estimator)
+                           KernelDensity, make_estimator)
 from audit.errors import DebiasError, NotFittedError
 from audit.sampling import inverse_density_weights
 
@@ -69,9 +69,10 @@ def test_joint_density_finds_a_rare_combination(rng):
     minor = rng.normal(size=(50, 1)) * [1, -1] + rng.normal(scale=0.05, size=(50, 2))
     z = np.vstack([major, minor])
     is_minor = np.arange(1000) >= 950
-    joint = GaussianMixtureDensity(n_components=4).fit(z).score_samples(z)
+    for joint_estimator in (GaussianMixtureDensity(n_components=4), KernelDensity()):
+        joint = joint_estimator.fit(z).score_samples(z)
+        assert joint[is_minor].mean() < joint[~is_minor].mean() - 2, joint_estimator
     marginal = HistogramProductDensity().fit(z).score_samples(z)
-    assert joint[is_minor].mean() < joint[~is_minor].mean() - 2
     assert abs(marginal[is_minor].mean() - marginal[~is_minor].mean()) < 1
 
 
@@ -91,5 +92,31 @@ def test_contract(name, rng):
 
 
 def test_unknown_estimator_lists_the_choices():
-    with pytest.raises(DebiasError, match="unknown density estimator 'kde'; choose one of histogram"):
-        make_estimator("kde")
+    with pytest.raises(DebiasError, match="unknown density estimator 'parzen'; choose one of histogram"):
+        make_estimator("parzen")
+
+
+def test_kde_matches_a_naive_leave_one_out_sum(rng):
+    z = rng.normal(size=(40, 1)) * 3 + 1
+    est = KernelDensity(bandwidth=0.5).fit(z)
+    x = (z[:, 0] - z.mean()) / z.std(ddof=1)                 # PCA whitening of one dimension
+    kernels = np.exp(-0.5 * ((x[:, None] - x[None, :]) / 0.5) ** 2)
+    np.fill_diagonal(kernels, 0.0)                             # a sample does not count itself
+    # A lone sample counts as having one neighbour two bandwidths away, which bounds its weight.
+    expected = np.log(np.maximum(kernels.sum(1), np.exp(-2.0)) / (39 * 0.5 * np.sqrt(2 * np.pi)))
+    np.testing.assert_allclose(est.score_samples(z), expected, rtol=1e-4)
+    query = np.array([[100.0]])                                # not a reference: nothing is left out
+    assert est.score_samples(query)[0] < est.score_samples(z).min()
+
+
+def test_kde_bandwidth_follows_the_spacing_of_samples(rng):
+    est = KernelDensity().fit(rng.normal(size=(400, 8)))
+    # k = 20 neighbours of 400 in 8 whitened dimensions sit about 2.5 apart; Scott's rule would say 0.6.
+    assert 1.5 < est.bandwidth_ < 3.5
+
+
+def test_kde_counts_a_compact_minority_as_rare(rng):
+    z = rng.normal(size=(400, 6))
+    z[:20, 2] += 6.0                                           # 5%, as tight as the majority
+    w = inverse_density_weights(KernelDensity().fit(z).score_samples(z))
+    assert w[:20].mean() > 3 * w[20:].mean()

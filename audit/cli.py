@@ -1,0 +1,238 @@
+"""`debias` command line: a thin client of audit.pipeline.
+
+Bad input prints one line and exits with code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from . import __version__
+from .errors import DebiasError
+
+EXIT_BAD_INPUT = 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _add_data_options(p: argparse.ArgumentParser, image_size_default: int | None = 64) -> None:
+    p.add_argument("--image-size", type=_positive_int, default=image_size_default,
+                   help="resize images to this side (multiple of 16)" +
+                        (" [default: the model's]" if image_size_default is None else " [64]"))
+    p.add_argument("--positive", help="for a folder with one sub-folder per class: the positive class folder")
+
+
+def _add_density_options(p: argparse.ArgumentParser) -> None:
+    from .density import ESTIMATORS
+    p.add_argument("--density", choices=list(ESTIMATORS), default="histogram",
+                   help="latent density estimator [histogram: the lab's per-dimension max]")
+    p.add_argument("--bins", type=_positive_int, default=10, help="histogram bins per latent dimension [10]")
+    p.add_argument("--alpha", type=float, default=0.001, help="histogram smoothing [0.001]")
+    p.add_argument("--reweight", choices=["both", "positive"], default="both",
+                   help="reweight both classes (per-class densities) or only positives like the lab [both]")
+
+
+def _density_params(args) -> dict:
+    return {"bins": args.bins, "alpha": args.alpha} if args.density.startswith("histogram") else {}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        # One line and exit code 2, as for every other bad input.
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="debias", description="Audit image datasets for bias with a DB-VAE "
+                                     "and retrain fairer models.")
+    parser.add_argument("--version", action="version", version=f"debias {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("synth", help="write a synthetic biased face / non-face dataset (.npz)")
+    p.add_argument("out", help="output .npz file")
+    p.add_argument("--faces", type=_positive_int, default=2000, help="number of faces [2000]")
+    p.add_argument("--nonfaces", type=_positive_int, default=2000, help="number of non-faces [2000]")
+    p.add_argument("--image-size", type=_positive_int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prevalence", action="append", default=[], metavar="ATTR=VALUE:P,...",
+                   help="share of each value of an attribute, e.g. skin_tone=light:0.5,medium:0.45,dark:0.05 "
+                        "(repeatable)")
+    p.add_argument("--balanced", action="store_true", help="every attribute value equally common (test sets)")
+
+    p = sub.add_parser("train", help="train a standard classifier or a DB-VAE with debiased sampling")
+    p.add_argument("data", help="dataset: .npz, .h5, .zip or folder")
+    p.add_argument("--method", choices=["standard", "dbvae"], default="dbvae")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--epochs", type=_positive_int, default=6)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--latent-dim", type=_positive_int, default=100)
+    p.add_argument("--kl-weight", type=float, default=0.0005)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... [cuda when present]")
+    p.add_argument("--no-progress", action="store_true")
+    _add_data_options(p)
+    _add_density_options(p)
+
+    p = sub.add_parser("audit", help="find under-represented latent features and anomalies")
+    p.add_argument("data")
+    p.add_argument("--model", required=True, help="DB-VAE model directory from `debias train`")
+    p.add_argument("--out", required=True, help="audit directory to write")
+    p.add_argument("--anomaly-threshold", type=float, default=3.5, help="robust z-score to flag [3.5]")
+    p.add_argument("--anomaly-on", choices=["both", "density", "reconstruction"], default="both")
+    p.add_argument("--top-features", type=_positive_int, default=5)
+    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--device")
+    _add_data_options(p, None)
+    _add_density_options(p)
+
+    p = sub.add_parser("evaluate", help="accuracy per group (label x attributes)")
+    p.add_argument("model", help="model directory")
+    p.add_argument("data")
+    p.add_argument("--group-by", default="", help="comma-separated attribute names")
+    p.add_argument("--out", help="metrics JSON to write")
+    p.add_argument("--device")
+    _add_data_options(p, None)
+
+    p = sub.add_parser("compare", help="per-group accuracy of several evaluations side by side")
+    p.add_argument("metrics", nargs="+", help="metrics JSON files from `debias evaluate`")
+    p.add_argument("--names", help="comma-separated column names [file stems]")
+
+    p = sub.add_parser("demo", help="synth -> train standard and DB-VAE -> audit -> evaluate -> compare")
+    p.add_argument("--out", default="demo-out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    return parser
+
+
+def _load_data(args, image_size: int):
+    from .loaders import load_dataset
+    return load_dataset(args.data, image_size=image_size, positive=args.positive)
+
+
+def _model_image_size(model_dir: str) -> int:
+    from .checkpoint import load_model
+    model, _ = load_model(model_dir)
+    return model.cfg.image_size
+
+
+def cmd_synth(args) -> None:
+    from .synth import make_synthetic, parse_prevalence, save_npz
+    prevalence = dict(parse_prevalence(spec) for spec in args.prevalence)
+    if not args.out.endswith(".npz"):
+        raise DebiasError(f"output must be a .npz file, got {args.out!r}")
+    ds = make_synthetic(args.faces, args.nonfaces, args.image_size, args.seed, prevalence, args.balanced)
+    save_npz(ds, args.out)
+    print(f"wrote {args.out}: {len(ds)} images ({args.faces} faces, {args.nonfaces} non-faces), "
+          f"{args.image_size}px, attributes: {', '.join(ds.attributes.columns)}")
+
+
+def cmd_train(args) -> None:
+    from .models import ModelConfig
+    from .pipeline import train_model
+    from .training import TrainConfig
+    model_cfg = ModelConfig(method=args.method, image_size=args.image_size, latent_dim=args.latent_dim,
+                            kl_weight=args.kl_weight)
+    train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                            density=args.density, density_params=_density_params(args),
+                            reweight=args.reweight, device=args.device)
+    ds = _load_data(args, args.image_size)
+    result = train_model(ds, args.out, model_cfg, train_cfg, resume=args.resume, progress=not args.no_progress)
+    last = result.history[-1] if result.history else {}
+    print(f"trained {args.method} for {len(result.history)} epochs -> {args.out} "
+          f"(last epoch: loss {last.get('loss', float('nan')):.4f}, accuracy {last.get('accuracy', float('nan')):.3f})")
+
+
+def cmd_audit(args) -> None:
+    from .pipeline import audit_dataset
+    from .report import AuditConfig
+    cfg = AuditConfig(density=args.density, density_params=_density_params(args), reweight=args.reweight,
+                      anomaly_on=args.anomaly_on, anomaly_threshold=args.anomaly_threshold,
+                      top_features=args.top_features)
+    ds = _load_data(args, args.image_size or _model_image_size(args.model))
+    result = audit_dataset(ds, args.model, args.out, cfg, device=args.device, with_figures=not args.no_figures)
+    print(summarise_audit(result.report, args.out))
+
+
+def summarise_audit(report: dict, out_dir) -> str:
+    an = report["anomalies"]
+    feats = ", ".join(f"{f['dimension']} ({f.get('class', '?')}, {f['score']:.2f})"
+                      for f in report["under_represented_features"])
+    lines = [f"audited {report['summary']['n_samples']} samples -> {out_dir}",
+             f"  most under-represented latent features (dimension, class, score): {feats}",
+             f"  anomalies: {an['count']} ({an['rate']:.1%}) above robust z {an['threshold']}"]
+    least = sorted((r for r in report["representation"] if r["value"] != "n/a"),
+                   key=lambda r: -r["mean_weight_ratio"])[:3]
+    for r in least:
+        lines.append(f"  {r['class']} {r['attribute']}={r['value']}: {r['count']} samples ({r['share']:.1%}), "
+                     f"drawn {r['mean_weight_ratio']:.2f}x as often as uniform")
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluation import format_table
+    from .pipeline import evaluate_model
+    group_by = [g.strip() for g in args.group_by.split(",") if g.strip()]
+    ds = _load_data(args, args.image_size or _model_image_size(args.model))
+    metrics = evaluate_model(args.model, ds, group_by, args.device)
+    if args.out:
+        from .checkpoint import write_json
+        write_json(Path(args.out), metrics)
+    print(format_table(metrics))
+
+
+def cmd_compare(args) -> None:
+    from .evaluation import format_comparison
+    names = args.names.split(",") if args.names else [Path(m).stem for m in args.metrics]
+    if len(names) != len(args.metrics):
+        raise DebiasError(f"--names has {len(names)} names for {len(args.metrics)} metrics files")
+    named = {}
+    for name, path in zip(names, args.metrics):
+        try:
+            named[name] = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise DebiasError(f"no such metrics file: {path}") from None
+        except json.JSONDecodeError as exc:
+            raise DebiasError(f"{path} is not JSON ({exc.msg}); pass files written by `debias evaluate --out`") from None
+        if "groups" not in named[name]:
+            raise DebiasError(f"{path} has no 'groups'; pass files written by `debias evaluate --out`")
+    print(format_comparison(named))
+
+
+def cmd_demo(args) -> None:
+    from .demo import run_demo
+    run_demo(Path(args.out), seed=args.seed, quick=args.quick)
+
+
+COMMANDS = {"synth": cmd_synth, "train": cmd_train, "audit": cmd_audit, "evaluate": cmd_evaluate,
+            "compare": cmd_compare, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"debias: warning: {msg}\n"
+    try:
+        COMMANDS[args.command](args)
+    except DebiasError as exc:
+        print(f"debias: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("debias: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

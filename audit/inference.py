@@ -1,0 +1,51 @@
+"""Batched forward passes over a whole dataset (no gradients, eval mode)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (B,H,W,3) -> float (B,3,H,W) in [0,1] on `device`."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True)
+    return x.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 512,
+            want_recon_error: bool = True) -> dict[str, np.ndarray]:
+    """Logits for every image; for a DB-VAE also latent mean, log-variance and L1 error.
+
+    Reconstruction error is decoded from the latent mean, so it is deterministic.
+    """
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {}
+    try:
+        for start in range(0, len(images), batch_size):
+            x = to_tensor(images[start:start + batch_size], device)
+            if hasattr(model, "encode"):
+                logit, mu, logvar = model.encode(x)
+                batch = {"logit": logit, "mu": mu, "logvar": logvar}
+                if want_recon_error:
+                    batch["recon_error"] = (model.decoder(mu) - x).abs().flatten(1).mean(1)
+            else:
+                batch = model(x)
+            for k, v in batch.items():
+                parts.setdefault(k, []).append(v.float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+@torch.inference_mode()
+def decode(model: nn.Module, z: np.ndarray, device: torch.device) -> np.ndarray:
+    """Latent vectors (B, latent) -> uint8 images (B,H,W,3)."""
+    was_training = model.training
+    model.eval()
+    try:
+        x = model.decoder(torch.as_tensor(z, dtype=torch.float32, device=device))
+    finally:
+        model.train(was_training)
+    return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()

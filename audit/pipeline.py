@@ -1,0 +1,115 @@
+"""The engine's front door: each step of the workflow as one function returning data.
+
+The CLI and the service are thin clients of these functions.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import figures
+from .checkpoint import load_model
+from .dataset import ImageDataset
+from .errors import DebiasError, ModelError
+from .evaluation import evaluate
+from .inference import decode, predict
+from .models import ModelConfig, pick_device
+from .outputs import staged_directory
+from .report import CLASS_NAMES, AuditConfig, AuditResult, run_audit
+from .training import TrainConfig, TrainResult, train
+
+
+def train_model(dataset: ImageDataset, out_dir: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                resume: bool = False, progress: bool = True, callback=None) -> TrainResult:
+    out_dir = Path(out_dir)
+    if not resume and out_dir.exists() and any(out_dir.iterdir()):
+        raise DebiasError(f"{out_dir} already exists and is not empty; pass --resume to continue it "
+                          f"or choose a new --out")
+    return train(dataset, model_cfg, train_cfg, out_dir, resume=resume, progress=progress, callback=callback)
+
+
+def audit_dataset(dataset: ImageDataset, model_dir: str | Path, out_dir: str | Path, cfg: AuditConfig,
+                  device: str | None = None, with_figures: bool = True) -> AuditResult:
+    """Audit `dataset` in the latent space of `model_dir`; writes report.json, samples.csv, figures."""
+    dev = pick_device(device)
+    model, _ = load_model(model_dir, dev)
+    _check_image_size(model, dataset)
+    result = run_audit(model, dataset, cfg, dev)
+    with staged_directory(out_dir) as stage:
+        if with_figures:
+            result.report["figures"] = write_figures(stage, model, dataset, result, dev)
+        result.samples.to_csv(stage / "samples.csv", index=False)
+        (stage / "report.json").write_text(json.dumps(result.report, indent=2))
+    return result
+
+
+def evaluate_model(model_dir: str | Path, dataset: ImageDataset, group_by: list[str],
+                   device: str | None = None) -> dict:
+    dev = pick_device(device)
+    model, meta = load_model(model_dir, dev)
+    metrics = evaluate(model, dataset, group_by, dev)
+    metrics["model"] = {"path": str(model_dir), "method": model.cfg.method,
+                        "density": meta.get("training", {}).get("density")}
+    metrics["dataset"] = dataset.source
+    return metrics
+
+
+def _check_image_size(model, dataset: ImageDataset) -> None:
+    if model.cfg.image_size != dataset.image_size:
+        raise ModelError(f"the model expects {model.cfg.image_size}px images but the data was loaded at "
+                         f"{dataset.image_size}px; pass --image-size {model.cfg.image_size}")
+
+
+def traversal(model, mu: np.ndarray, labels: np.ndarray, feature: dict, device, steps: int = 9):
+    """Decode images along one latent feature, others held at the class mean."""
+    cls = 1 if feature.get("class", "positive") == "positive" else 0
+    z_class = mu[labels == cls]
+    values = np.quantile(z_class[:, feature["dimension"]], np.linspace(0.01, 0.99, steps))
+    z = np.repeat(z_class.mean(0, keepdims=True), steps, 0)
+    z[:, feature["dimension"]] = values
+    return decode(model, z, device), values
+
+
+def write_figures(folder: Path, model, dataset: ImageDataset, result: AuditResult, device) -> dict[str, str]:
+    """All audit figures as PNGs in `folder`; returns {figure name: file name}."""
+    samples, report, labels = result.samples, result.report, np.asarray(dataset.labels)
+    weight = samples["sampling_weight"].to_numpy()
+    written = {}
+    for cls, name in CLASS_NAMES.items():
+        members = np.flatnonzero(labels == cls)
+        path = figures.sampling_extremes(np.asarray(dataset.images[members]), weight[members],
+                                         folder / f"sampling_extremes_{name}.png",
+                                         title=f"{name} samples by sampling probability")
+        written[f"sampling_extremes_{name}"] = path.name
+    features = report["under_represented_features"]
+    strips, names, values = [], [], []
+    for f in features:
+        images, vals = traversal(model, result.mu, labels, f, device)
+        strips.append(images), values.append(vals)
+        names.append(f"latent {f['dimension']} (rank {f['rank']}, {f.get('class', '')})")
+    written["traversals"] = figures.traversal_strips(strips, names, values, folder / "traversals.png",
+                                                     title="Top under-represented latent features").name
+    hist = [{**report["latent_histograms"][f["dimension"]], "rank": f["rank"], "rare_range": f.get("rare_range")}
+            for f in features]
+    written["latent_histograms"] = figures.latent_histograms(hist, folder / "latent_histograms.png",
+                                                             title="Histograms of the top features").name
+    rng = np.random.default_rng(0)
+    pick = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), min(6, int((labels == c).sum())),
+                                              replace=False) for c in (1, 0)]))
+    images = np.asarray(dataset.images[pick])
+    recon = decode(model, predict(model, images, device, want_recon_error=False)["mu"], device)
+    written["reconstructions"] = figures.reconstructions(
+        images, recon, folder / "reconstructions.png",
+        errors=samples["reconstruction_error"].to_numpy()[pick], title="Input (top) vs reconstruction").name
+    return written
+
+
+def device_summary(device: str | None = None) -> str:
+    dev = pick_device(device)
+    return f"{dev.type}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "")
+
+
+__all__ = ["train_model", "audit_dataset", "evaluate_model", "write_figures", "device_summary"]

@@ -1,0 +1,232 @@
+"""The audit: latent densities, sampling weights, anomalies and the report as data.
+
+`audit_latents` is pure numpy over latent means so it can be run (and timed) on
+100k vectors without a model; `run_audit` adds the forward pass.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .dataset import ImageDataset
+from .density import ESTIMATORS
+from .errors import DebiasError
+from .inference import predict
+from .sampling import REWEIGHT, class_balanced_sampling_probability, per_class_log_density
+
+ANOMALY_ON = ("both", "density", "reconstruction")
+CLASS_NAMES = {1: "positive", 0: "negative"}
+SAMPLE_COLUMNS = ["index", "label", "log_density", "sampling_weight", "anomaly_score", "is_anomaly"]
+
+
+@dataclass
+class AuditConfig:
+    density: str = "histogram"
+    density_params: dict = field(default_factory=dict)
+    reweight: str = "both"
+    strength: float = 1.0
+    anomaly_on: str = "both"          # which tail flags a sample: density, reconstruction or either
+    anomaly_threshold: float = 3.5    # robust z-score (median / MAD) above which a sample is flagged
+    histogram_bins: int = 10
+    top_features: int = 5
+
+    def __post_init__(self) -> None:
+        if self.density not in ESTIMATORS:
+            raise DebiasError(f"unknown density estimator {self.density!r}; choose one of {', '.join(ESTIMATORS)}")
+        if self.reweight not in REWEIGHT:
+            raise DebiasError(f"unknown reweight {self.reweight!r}; choose one of {', '.join(REWEIGHT)}")
+        if self.anomaly_on not in ANOMALY_ON:
+            raise DebiasError(f"unknown anomaly source {self.anomaly_on!r}; choose one of {', '.join(ANOMALY_ON)}")
+        if not self.anomaly_threshold > 0:
+            raise DebiasError(f"anomaly threshold must be > 0 (a robust z-score), got {self.anomaly_threshold}")
+        if self.histogram_bins < 2 or self.top_features < 1:
+            raise DebiasError("histogram bins must be >= 2 and top features >= 1")
+
+
+@dataclass
+class AuditResult:
+    samples: pd.DataFrame      # one row per input sample, in input order
+    report: dict               # JSON-ready
+    mu: np.ndarray             # latent means (N, latent_dim), for figures
+
+
+def robust_z(values: np.ndarray) -> np.ndarray:
+    """(x - median) / (1.4826 * MAD): a z-score that the tail itself cannot inflate."""
+    med = np.median(values)
+    mad = 1.4826 * np.median(np.abs(values - med))
+    if mad == 0:
+        mad = values.std() or 1.0
+    return (values - med) / mad
+
+
+def anomaly_scores(log_density: np.ndarray, recon_error: np.ndarray | None, labels: np.ndarray,
+                   anomaly_on: str) -> np.ndarray:
+    """Per class, the larger of the robust z of low density and of high reconstruction error."""
+    score = np.full(len(labels), -np.inf)
+    for cls in np.unique(labels):
+        m = labels == cls
+        if anomaly_on in ("both", "density"):
+            score[m] = np.maximum(score[m], robust_z(-log_density[m]))
+        if anomaly_on in ("both", "reconstruction") and recon_error is not None:
+            score[m] = np.maximum(score[m], robust_z(np.log(recon_error[m] + 1e-12)))
+    if not np.isfinite(score).all():
+        raise DebiasError("anomaly source 'reconstruction' needs a DB-VAE model; use --anomaly-on density")
+    return score
+
+
+def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
+                  recon_error: np.ndarray | None = None,
+                  attributes: pd.DataFrame | None = None) -> AuditResult:
+    labels = np.asarray(labels)
+    if len(mu) != len(labels):
+        raise DebiasError(f"{len(mu)} latent vectors but {len(labels)} labels")
+    attributes = attributes if attributes is not None else pd.DataFrame(index=pd.RangeIndex(len(labels)))
+    log_density = per_class_log_density(mu, labels, cfg.density, cfg.density_params)
+    weight = class_balanced_sampling_probability(log_density, labels, cfg.reweight, cfg.strength)
+    score = anomaly_scores(log_density, recon_error, labels, cfg.anomaly_on)
+    flagged = score >= cfg.anomaly_threshold
+
+    samples = pd.DataFrame({"index": np.arange(len(labels)), "label": labels, "log_density": log_density,
+                            "sampling_weight": weight, "anomaly_score": score, "is_anomaly": flagged})
+    if recon_error is not None:
+        samples["reconstruction_error"] = recon_error
+    for col in attributes.columns:
+        name = col if col not in samples.columns else f"attr_{col}"
+        samples[name] = attributes[col].to_numpy()
+
+    features = rank_under_represented(mu, labels, weight, cfg)
+    report = {
+        "summary": {"n_samples": int(len(labels)),
+                    "class_counts": {CLASS_NAMES[c]: int((labels == c).sum()) for c in (1, 0)},
+                    "latent_dim": int(mu.shape[1]),
+                    "max_to_min_weight_ratio": _weight_ratio(weight, labels)},
+        "config": asdict(cfg),
+        "latent_histograms": latent_histograms(mu, labels, cfg.histogram_bins),
+        "under_represented_features": features,
+        "attribute_relations": attribute_relations(mu, labels, attributes),
+        "representation": representation(samples, labels, attributes),
+        "anomalies": anomaly_summary(samples, cfg),
+    }
+    return AuditResult(samples=samples, report=report, mu=mu)
+
+
+def run_audit(model, dataset: ImageDataset, cfg: AuditConfig, device) -> AuditResult:
+    if not hasattr(model, "encode"):
+        raise DebiasError("auditing needs a DB-VAE model (its latent space); train one with --method dbvae")
+    out = predict(model, dataset.images, device)
+    result = audit_latents(out["mu"], dataset.labels, cfg, out["recon_error"], dataset.attributes)
+    result.samples.insert(len(SAMPLE_COLUMNS), "predicted_probability", 1 / (1 + np.exp(-out["logit"])))
+    return result
+
+
+def _weight_ratio(weight: np.ndarray, labels: np.ndarray) -> dict:
+    return {CLASS_NAMES[c]: float(weight[labels == c].max() / weight[labels == c].min())
+            for c in np.unique(labels)}
+
+
+def latent_histograms(mu: np.ndarray, labels: np.ndarray, bins: int) -> list[dict]:
+    """Per dimension: shared edges, counts per class."""
+    lo, hi = mu.min(0), mu.max(0)
+    out = []
+    for i in range(mu.shape[1]):
+        edges = np.linspace(lo[i], hi[i] if hi[i] > lo[i] else lo[i] + 1e-6, bins + 1)
+        counts = {CLASS_NAMES[c]: np.histogram(mu[labels == c, i], edges)[0].tolist() for c in np.unique(labels)}
+        out.append({"dimension": i, "edges": edges.tolist(), "counts": counts})
+    return out
+
+
+def rank_under_represented(mu: np.ndarray, labels: np.ndarray, weight: np.ndarray,
+                           cfg: AuditConfig) -> list[dict]:
+    """Latent features whose values are rare: where the most up-weighted samples stand apart.
+
+    Per class, the top decile by sampling weight is compared with the rest on
+    every dimension (standardised mean difference); a feature's score is its
+    largest difference over the classes.  Its rare range is where the
+    up-weighted samples sit.
+    """
+    d = mu.shape[1]
+    best = np.zeros(d)
+    detail: dict[int, dict] = {}
+    for cls in np.unique(labels):
+        m = np.flatnonzero(labels == cls)
+        if len(m) < 10:
+            continue
+        z, w = mu[m], weight[m]
+        top = w >= np.quantile(w, 0.9)
+        std = z.std(0) + 1e-8
+        diff = (z[top].mean(0) - z[~top].mean(0)) / std
+        for i in np.flatnonzero(np.abs(diff) > best):
+            best[i] = abs(diff[i])
+            rare = z[top, i]
+            lo, hi = np.quantile(rare, [0.1, 0.9])
+            share = float(((z[:, i] >= lo) & (z[:, i] <= hi)).mean())
+            detail[i] = {"class": CLASS_NAMES[int(cls)], "direction": "high" if diff[i] > 0 else "low",
+                         "rare_range": [float(lo), float(hi)], "share_in_rare_range": share,
+                         "class_mean": float(z[:, i].mean()), "class_std": float(std[i])}
+    order = np.argsort(-best)[: cfg.top_features]
+    return [{"rank": r + 1, "dimension": int(i), "score": float(best[i]), **detail.get(int(i), {})}
+            for r, i in enumerate(order)]
+
+
+def _encode_groups(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniques = pd.factorize(values.astype(str), sort=True)
+    return codes, np.asarray(uniques)
+
+
+def correlation_ratio(z: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """eta^2 per dimension: share of a dimension's variance explained by the groups."""
+    counts = np.bincount(codes, minlength=n_groups).astype(float)
+    sums = np.stack([np.bincount(codes, weights=z[:, i], minlength=n_groups) for i in range(z.shape[1])], 1)
+    means = sums / np.maximum(counts, 1)[:, None]
+    between = (counts[:, None] * (means - z.mean(0)) ** 2).sum(0)
+    total = ((z - z.mean(0)) ** 2).sum(0) + 1e-12
+    return between / total
+
+
+def attribute_relations(mu: np.ndarray, labels: np.ndarray, attributes: pd.DataFrame,
+                        top: int = 3) -> list[dict]:
+    """Which latent dimensions track each attribute, within each class where it varies."""
+    out = []
+    for name in attributes.columns:
+        for cls in np.unique(labels):
+            m = labels == cls
+            values = attributes[name][m]
+            if values.astype(str).nunique() < 2:
+                continue
+            codes, uniques = _encode_groups(values)
+            eta = correlation_ratio(mu[m], codes, len(uniques))
+            best = np.argsort(-eta)[:top]
+            out.append({"attribute": str(name), "class": CLASS_NAMES[int(cls)], "strength": float(eta[best[0]]),
+                        "dimensions": [{"dimension": int(i), "eta_squared": float(eta[i])} for i in best]})
+    return sorted(out, key=lambda r: -r["strength"])
+
+
+def representation(samples: pd.DataFrame, labels: np.ndarray, attributes: pd.DataFrame) -> list[dict]:
+    """Per attribute value and class: count, share, mean weight (relative to uniform), mean density."""
+    out = []
+    for name in attributes.columns:
+        frame = pd.DataFrame({"label": labels, "value": attributes[name].astype(str).to_numpy(),
+                              "w": samples["sampling_weight"].to_numpy(),
+                              "d": samples["log_density"].to_numpy(),
+                              "a": samples["is_anomaly"].to_numpy()})
+        class_n = frame.groupby("label").size()
+        for (label, value), g in frame.groupby(["label", "value"], sort=True):
+            n_class = int(class_n[label])
+            out.append({"attribute": str(name), "value": value, "class": CLASS_NAMES[int(label)],
+                        "count": int(len(g)), "share": len(g) / n_class,
+                        # 1.0 means drawn as often as under uniform sampling within the class.
+                        "mean_weight_ratio": float(g["w"].mean() * n_class * class_n.size),
+                        "mean_log_density": float(g["d"].mean()), "anomaly_rate": float(g["a"].mean())})
+    return out
+
+
+def anomaly_summary(samples: pd.DataFrame, cfg: AuditConfig, top: int = 20) -> dict:
+    flagged = samples[samples["is_anomaly"]]
+    worst = samples.nlargest(top, "anomaly_score")
+    return {"method": cfg.anomaly_on, "threshold": cfg.anomaly_threshold, "count": int(len(flagged)),
+            "rate": float(len(flagged) / len(samples)),
+            "by_class": {CLASS_NAMES[c]: int((flagged["label"] == c).sum()) for c in (1, 0)},
+            "top": [{"index": int(r["index"]), "label": int(r["label"]), "anomaly_score": float(r["anomaly_score"])}
+                    for _, r in worst.iterrows()]}

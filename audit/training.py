@@ -1,0 +1,195 @@
+"""Training loop for the standard classifier and the DB-VAE with debiased sampling."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import latest_checkpoint, load_training_state, model_from_state, save_epoch
+from .dataset import ImageDataset
+from .density import ESTIMATORS
+from .errors import DebiasError, ModelError
+from .inference import predict, to_tensor
+from .models import ModelConfig, build_model, dbvae_loss, pick_device
+from .sampling import REWEIGHT, class_balanced_sampling_probability, per_class_log_density
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 6
+    batch_size: int = 32
+    lr: float = 5e-4
+    seed: int = 0
+    density: str = "histogram"      # see audit.density.ESTIMATORS
+    density_params: dict = field(default_factory=dict)
+    reweight: str = "both"          # both classes (per-class densities) | positive (the lab)
+    strength: float = 1.0           # weights proportional to density**-strength
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise DebiasError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise DebiasError("batch_size must be >= 2 to hold both classes")
+        if not self.lr > 0:
+            raise DebiasError(f"learning rate must be > 0, got {self.lr}")
+        if self.density not in ESTIMATORS:
+            raise DebiasError(f"unknown density estimator {self.density!r}; choose one of {', '.join(ESTIMATORS)}")
+        if self.reweight not in REWEIGHT:
+            raise DebiasError(f"unknown reweight {self.reweight!r}; choose one of {', '.join(REWEIGHT)}")
+
+
+# callback(epoch, step, steps_per_epoch, metrics); raising from it stops training.
+ProgressCallback = Callable[[int, int, int, dict], None]
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    history: list[dict]
+    sampling_probability: np.ndarray | None   # of the last epoch, for dbvae
+
+
+class ImageSource:
+    """Batches of images as float tensors; small datasets live on the device once."""
+
+    def __init__(self, images: np.ndarray, device: torch.device, max_resident_bytes: int = 2 << 30):
+        self.images, self.device = images, device
+        self.resident = None
+        if images.nbytes <= max_resident_bytes:
+            self.resident = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+
+    def batch(self, idx: np.ndarray) -> torch.Tensor:
+        if self.resident is not None:
+            return self.resident[torch.from_numpy(idx).to(self.device)].permute(0, 3, 1, 2).float().div_(255.0)
+        order = np.argsort(idx)  # sorted reads are sequential on a memory-mapped cache
+        x = to_tensor(self.images[idx[order]], self.device)
+        return x[torch.from_numpy(np.argsort(order)).to(self.device)]
+
+
+def epoch_batches(labels: np.ndarray, prob: np.ndarray | None, batch_size: int, steps: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """(steps, batch_size) indices, half positives and half negatives per batch.
+
+    With `prob` (debiased) each class is drawn with replacement by its share of
+    prob; without it each class is walked in shuffled order, repeating as needed.
+    """
+    halves = {1: batch_size // 2, 0: batch_size - batch_size // 2}
+    columns = []
+    for cls, per_batch in halves.items():
+        members = np.flatnonzero(labels == cls)
+        need = steps * per_batch
+        if prob is not None:
+            p = prob[members] / prob[members].sum()
+            drawn = rng.choice(members, size=need, replace=True, p=p)
+        else:
+            reps = math.ceil(need / len(members))
+            drawn = np.concatenate([rng.permutation(members) for _ in range(reps)])[:need]
+        columns.append(drawn.reshape(steps, per_batch))
+    batches = np.concatenate(columns, axis=1)
+    return rng.permuted(batches, axis=1)
+
+
+def debiasing_probability(model, source_images: np.ndarray, labels: np.ndarray, cfg: TrainConfig,
+                          device: torch.device) -> np.ndarray:
+    mu = predict(model, source_images, device, want_recon_error=False)["mu"]
+    log_density = per_class_log_density(mu, labels, cfg.density, cfg.density_params)
+    return class_balanced_sampling_probability(log_density, labels, cfg.reweight, cfg.strength)
+
+
+def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str | Path,
+          resume: bool = False, progress: bool = True,
+          callback: ProgressCallback | None = None) -> TrainResult:
+    """Train `model_cfg.method` on `dataset`, checkpointing every epoch into `out_dir`."""
+    out_dir = Path(out_dir)
+    if dataset.image_size != model_cfg.image_size:
+        raise ModelError(f"dataset images are {dataset.image_size}px but the model expects "
+                         f"{model_cfg.image_size}px; load the data with --image-size {model_cfg.image_size}")
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_cfg).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    history: list[dict] = []
+    start_epoch = 0
+    if resume:
+        start_epoch, history = _restore(out_dir, model, optimizer, model_cfg, cfg, device)
+
+    labels = np.asarray(dataset.labels)
+    source = ImageSource(dataset.images, device)
+    y_all = torch.from_numpy(labels).to(device)
+    steps = math.ceil(len(labels) / cfg.batch_size)
+    prob = None
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        # Seeding per epoch makes a resumed run identical to an uninterrupted one.
+        rng = np.random.default_rng([cfg.seed, epoch])
+        torch.manual_seed(cfg.seed * 100_003 + epoch)
+        if model_cfg.method == "dbvae":
+            prob = debiasing_probability(model, dataset.images, labels, cfg, device)
+        batches = epoch_batches(labels, prob, cfg.batch_size, steps, rng)
+        record = _run_epoch(model, optimizer, source, y_all, batches, model_cfg, epoch, cfg.epochs,
+                            progress, callback)
+        if prob is not None:
+            record["max_sampling_weight_ratio"] = float(prob.max() / prob.min())
+        history.append(record)
+        save_epoch(out_dir, model, optimizer, epoch, asdict(cfg), history)
+    model.eval()
+    return TrainResult(model=model, history=history, sampling_probability=prob)
+
+
+def _run_epoch(model, optimizer, source: ImageSource, y_all: torch.Tensor, batches: np.ndarray,
+               model_cfg: ModelConfig, epoch: int, epochs: int, progress: bool,
+               callback: ProgressCallback | None) -> dict:
+    model.train()
+    # Sums stay on the device: a .item() per step would stall a GPU every batch.
+    sums: dict[str, torch.Tensor] = {}
+    correct = torch.zeros((), dtype=torch.long, device=y_all.device)
+    seen = 0
+    started = time.perf_counter()
+    bar = tqdm(batches, desc=f"epoch {epoch}/{epochs} ({model_cfg.method})", leave=False,
+               disable=not progress, unit="batch")
+    for step, idx in enumerate(bar, 1):
+        x = source.batch(idx)
+        y = y_all[torch.from_numpy(idx).to(y_all.device)]
+        out = model(x)
+        parts = dbvae_loss(out, x, y, model_cfg.kl_weight)
+        optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        optimizer.step()
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0) + v.detach()
+        correct += ((out["logit"] > 0).long() == y).sum()
+        seen += len(idx)
+        if callback is not None:
+            callback(epoch, step, len(batches), {"loss": parts["loss"].item()})
+    n = len(batches)
+    record = {"epoch": epoch, **{k: v.item() / n for k, v in sums.items()}, "accuracy": correct.item() / seen}
+    elapsed = time.perf_counter() - started  # after .item(): the device has finished the epoch
+    return {**record, "seconds": elapsed, "samples_per_second": seen / elapsed}
+
+
+def _restore(out_dir: Path, model, optimizer, model_cfg: ModelConfig, cfg: TrainConfig,
+             device: torch.device) -> tuple[int, list[dict]]:
+    path = latest_checkpoint(out_dir)
+    if path is None:
+        raise ModelError(f"--resume given but {out_dir} holds no checkpoint; drop --resume to start fresh")
+    state = load_training_state(path)
+    if state["model_config"] != model_cfg.to_dict():
+        raise ModelError(f"{path} was trained with {state['model_config']}, not {model_cfg.to_dict()}; "
+                         f"resume with the same options or use a new --out")
+    saved = model_from_state(state, path)
+    model.load_state_dict(saved.state_dict())
+    optimizer.load_state_dict(state["optimizer"])
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr
+    for s in optimizer.state.values():
+        for k, v in s.items():
+            if torch.is_tensor(v):
+                s[k] = v.to(device)
+    return int(state["epoch"]), list(state["history"])

@@ -1,0 +1,147 @@
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from audit import __version__
+from audit.checkpoint import checkpoint_path, load_model
+from audit.errors import DebiasError, ModelError
+from audit.models import ModelConfig
+from audit.pipeline import train_model
+from audit.training import TrainConfig, epoch_batches
+
+SIZE = 16  # as in conftest.tiny_dataset
+
+SMALL = dict(image_size=SIZE, latent_dim=8, n_filters=4, dense_units=32)
+
+
+def _train(ds, out, method="dbvae", epochs=2, seed=0, resume=False, **train_kwargs):
+    return train_model(ds, out, ModelConfig(method=method, **SMALL),
+                       TrainConfig(epochs=epochs, batch_size=8, seed=seed, **train_kwargs),
+                       resume=resume, progress=False)
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_epoch_batches_are_class_balanced(rng):
+    labels = np.array([1] * 5 + [0] * 20)
+    for prob in (None, np.full(25, 1 / 25)):
+        batches = epoch_batches(labels, prob, batch_size=8, steps=6, rng=rng)
+        assert batches.shape == (6, 8)
+        assert (labels[batches].sum(1) == 4).all()
+
+
+def test_epoch_batches_follow_the_probability(rng):
+    labels = np.array([1, 1, 0, 0])
+    prob = np.array([0.45, 0.05, 0.25, 0.25])
+    drawn = epoch_batches(labels, prob, batch_size=2, steps=4000, rng=rng)[:, :].ravel()
+    share_of_0_among_positives = (drawn == 0).sum() / np.isin(drawn, [0, 1]).sum()
+    assert share_of_0_among_positives == pytest.approx(0.9, abs=0.02)
+
+
+def test_same_seed_same_model(tiny_dataset, tmp_path):
+    a = _train(tiny_dataset, tmp_path / "a")
+    b = _train(tiny_dataset, tmp_path / "b")
+    _assert_same_weights(_weights(a.model), _weights(b.model))
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+    c = _train(tiny_dataset, tmp_path / "c", seed=1)
+    assert [h["loss"] for h in a.history] != [h["loss"] for h in c.history]
+
+
+def test_resume_equals_uninterrupted(tiny_dataset, tmp_path):
+    straight = _train(tiny_dataset, tmp_path / "straight", epochs=2)
+    _train(tiny_dataset, tmp_path / "resumed", epochs=1)
+    resumed = _train(tiny_dataset, tmp_path / "resumed", epochs=2, resume=True)
+    _assert_same_weights(_weights(straight.model), _weights(resumed.model))
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in straight.history])
+
+
+def test_model_dir_holds_weights_config_version_history_checkpoints(tiny_dataset, tmp_path):
+    result = _train(tiny_dataset, tmp_path / "m", epochs=2, density="histogram-product")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["version"] == __version__ and config["epochs_completed"] == 2
+    assert config["model"]["latent_dim"] == 8 and config["training"]["density"] == "histogram-product"
+    history = json.loads((tmp_path / "m" / "history.json").read_text())
+    assert len(history) == 2
+    for key in ("loss", "bce", "recon", "kl", "accuracy", "samples_per_second", "max_sampling_weight_ratio"):
+        assert np.isfinite(history[0][key]), key
+    assert checkpoint_path(tmp_path / "m", 1).is_file() and checkpoint_path(tmp_path / "m", 2).is_file()
+    model, _ = load_model(tmp_path / "m")
+    _assert_same_weights(_weights(model), _weights(result.model.cpu()))
+    assert result.sampling_probability.sum() == pytest.approx(1.0)
+
+
+def test_standard_history_has_no_vae_parts(tiny_dataset, tmp_path):
+    result = _train(tiny_dataset, tmp_path / "s", method="standard", epochs=1)
+    assert "recon" not in result.history[0] and "bce" in result.history[0]
+    assert result.sampling_probability is None
+
+
+def test_version_mismatch_warns(tiny_dataset, tmp_path):
+    _train(tiny_dataset, tmp_path / "m", epochs=1)
+    state = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
+    state["version"] = "0.0.1"
+    torch.save(state, tmp_path / "m" / "model.pt")
+    with pytest.warns(UserWarning, match="written by debias 0.0.1"):
+        load_model(tmp_path / "m")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _train(tiny_dataset, tmp_path / "fresh", epochs=1)
+        load_model(tmp_path / "fresh")
+
+
+def test_refuses_to_overwrite_and_checks_resume(tiny_dataset, tmp_path):
+    _train(tiny_dataset, tmp_path / "m", epochs=1)
+    with pytest.raises(DebiasError, match="already exists and is not empty"):
+        _train(tiny_dataset, tmp_path / "m", epochs=1)
+    with pytest.raises(ModelError, match="trained with"):
+        train_model(tiny_dataset, tmp_path / "m", ModelConfig(**{**SMALL, "latent_dim": 9}),
+                    TrainConfig(epochs=2, batch_size=8), resume=True, progress=False)
+    with pytest.raises(ModelError, match="holds no checkpoint"):
+        _train(tiny_dataset, tmp_path / "empty", resume=True)
+
+
+def test_image_size_must_match(tiny_dataset, tmp_path):
+    with pytest.raises(ModelError, match="--image-size 32"):
+        train_model(tiny_dataset, tmp_path / "m", ModelConfig(image_size=32), TrainConfig(epochs=1),
+                    progress=False)
+    assert not (tmp_path / "m").exists()
+
+
+def test_callback_sees_every_step_and_can_stop(tiny_dataset, tmp_path):
+    seen = []
+
+    def callback(epoch, step, steps, metrics):
+        seen.append((epoch, step, steps))
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_model(tiny_dataset, tmp_path / "m", ModelConfig(**SMALL), TrainConfig(epochs=3, batch_size=8),
+                    progress=False, callback=callback)
+    steps = seen[0][2]
+    assert seen[:steps] == [(1, s, steps) for s in range(1, steps + 1)]
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["epochs_completed"] == 1
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(epochs=0), "epochs must be >= 1"),
+    (dict(batch_size=1), "batch_size must be >= 2"),
+    (dict(lr=0), "learning rate must be > 0"),
+    (dict(density="parzen"), "unknown density estimator 'parzen'"),
+    (dict(reweight="negative"), "unknown reweight 'negative'"),
+])
+def test_bad_train_config(bad, message):
+    with pytest.raises(DebiasError, match=message):
+        TrainConfig(**bad)
