@@ -41,6 +41,11 @@ def _add_density_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.001, help="histogram smoothing [0.001]")
     p.add_argument("--reweight", choices=["both", "positive"], default="both",
                    help="reweight both classes (per-class densities) or only positives like the lab [both]")
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="sampling weight proportional to density**-strength; 0 is uniform [1]")
+    p.add_argument("--min-ess", type=float, default=0.25, dest="min_effective_fraction",
+                   help="lower the strength where needed so this share of each class stays effective "
+                        "(Kish); 0 reproduces raw inverse-density weights [0.25]")
 
 
 def _density_params(args) -> dict:
@@ -147,7 +152,8 @@ def cmd_train(args) -> None:
                             kl_weight=args.kl_weight)
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             density=args.density, density_params=_density_params(args),
-                            reweight=args.reweight, device=args.device)
+                            reweight=args.reweight, strength=args.strength,
+                            min_effective_fraction=args.min_effective_fraction, device=args.device)
     ds = _load_data(args, args.image_size)
     result = train_model(ds, args.out, model_cfg, train_cfg, resume=args.resume, progress=not args.no_progress)
     last = result.history[-1] if result.history else {}
@@ -159,6 +165,7 @@ def cmd_audit(args) -> None:
     from .pipeline import audit_dataset
     from .report import AuditConfig
     cfg = AuditConfig(density=args.density, density_params=_density_params(args), reweight=args.reweight,
+                      strength=args.strength, min_effective_fraction=args.min_effective_fraction,
                       anomaly_on=args.anomaly_on, anomaly_threshold=args.anomaly_threshold,
                       top_features=args.top_features)
     ds = _load_data(args, args.image_size or _model_image_size(args.model))

@@ -14,10 +14,10 @@ from .dataset import ImageDataset
 from .density import ESTIMATORS
 from .errors import DebiasError
 from .inference import predict
-from .sampling import REWEIGHT, class_balanced_sampling_probability, per_class_log_density
+from .sampling import (CLASS_NAMES, REWEIGHT, check_weighting, class_balanced_sampling_probability,
+                       effective_sample_fraction, per_class_log_density)
 
 ANOMALY_ON = ("both", "density", "reconstruction")
-CLASS_NAMES = {1: "positive", 0: "negative"}
 SAMPLE_COLUMNS = ["index", "label", "log_density", "sampling_weight", "anomaly_score", "is_anomaly"]
 
 
@@ -27,6 +27,7 @@ class AuditConfig:
     density_params: dict = field(default_factory=dict)
     reweight: str = "both"
     strength: float = 1.0
+    min_effective_fraction: float = 0.25
     anomaly_on: str = "both"          # which tail flags a sample: density, reconstruction or either
     anomaly_threshold: float = 3.5    # robust z-score (median / MAD) above which a sample is flagged
     histogram_bins: int = 10
@@ -37,6 +38,7 @@ class AuditConfig:
             raise DebiasError(f"unknown density estimator {self.density!r}; choose one of {', '.join(ESTIMATORS)}")
         if self.reweight not in REWEIGHT:
             raise DebiasError(f"unknown reweight {self.reweight!r}; choose one of {', '.join(REWEIGHT)}")
+        check_weighting(self.strength, self.min_effective_fraction)
         if self.anomaly_on not in ANOMALY_ON:
             raise DebiasError(f"unknown anomaly source {self.anomaly_on!r}; choose one of {', '.join(ANOMALY_ON)}")
         if not self.anomaly_threshold > 0:
@@ -84,7 +86,8 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
         raise DebiasError(f"{len(mu)} latent vectors but {len(labels)} labels")
     attributes = attributes if attributes is not None else pd.DataFrame(index=pd.RangeIndex(len(labels)))
     log_density = per_class_log_density(mu, labels, cfg.density, cfg.density_params)
-    weight = class_balanced_sampling_probability(log_density, labels, cfg.reweight, cfg.strength)
+    weight, strength_used = class_balanced_sampling_probability(log_density, labels, cfg.reweight, cfg.strength,
+                                                                cfg.min_effective_fraction)
     score = anomaly_scores(log_density, recon_error, labels, cfg.anomaly_on)
     flagged = score >= cfg.anomaly_threshold
 
@@ -101,7 +104,10 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
         "summary": {"n_samples": int(len(labels)),
                     "class_counts": {CLASS_NAMES[c]: int((labels == c).sum()) for c in (1, 0)},
                     "latent_dim": int(mu.shape[1]),
-                    "max_to_min_weight_ratio": _weight_ratio(weight, labels)},
+                    "max_to_min_weight_ratio": _weight_ratio(weight, labels),
+                    "strength_used": {CLASS_NAMES[c]: v for c, v in strength_used.items()},
+                    "effective_sample_fraction": {CLASS_NAMES[c]: effective_sample_fraction(weight[labels == c])
+                                                  for c in strength_used}},
         "config": asdict(cfg),
         "latent_histograms": latent_histograms(mu, labels, cfg.histogram_bins),
         "under_represented_features": features,

@@ -7,6 +7,15 @@ from .density import make_estimator
 from .errors import DebiasError
 
 REWEIGHT = ("both", "positive")
+CLASS_NAMES = {1: "positive", 0: "negative"}
+
+
+def check_weighting(strength: float, min_effective_fraction: float) -> None:
+    if not strength >= 0:
+        raise DebiasError(f"strength must be >= 0 (0 is uniform sampling), got {strength}")
+    if not 0.0 <= min_effective_fraction <= 1.0:
+        raise DebiasError(f"min effective sample fraction must be in [0, 1] (0 disables tempering), "
+                          f"got {min_effective_fraction}")
 
 
 def inverse_density_weights(log_density: np.ndarray, strength: float = 1.0) -> np.ndarray:
@@ -31,23 +40,58 @@ def per_class_log_density(mu: np.ndarray, labels: np.ndarray, estimator: str,
     return log_density
 
 
+def effective_sample_fraction(weights: np.ndarray) -> float:
+    """Kish's effective sample size over n: 1 for uniform weights, 1/n when one sample holds all."""
+    return float(weights.sum() ** 2 / (weights ** 2).sum() / len(weights))
+
+
+def tempered_inverse_density_weights(log_density: np.ndarray, strength: float = 1.0,
+                                     min_effective_fraction: float = 0.0) -> tuple[np.ndarray, float]:
+    """Inverse-density weights, with the strength lowered just enough to keep an effective sample size.
+
+    A product of 100 per-dimension densities, or a joint density in 16
+    dimensions, spans hundreds of nats: weights proportional to 1/density then
+    put all mass on a handful of samples and training sees nothing else.
+    Lowering the exponent (tempering) keeps the order of the weights but bounds
+    their spread.  The effective fraction falls as the strength grows, so a
+    bisection finds the largest strength <= `strength` that keeps it.
+    Returns (weights summing to 1, strength used).
+    """
+    check_weighting(strength, min_effective_fraction)
+    w = inverse_density_weights(log_density, strength)
+    if len(w) == 0 or effective_sample_fraction(w) >= min_effective_fraction:
+        return w, strength
+    lo, hi = 0.0, strength
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if effective_sample_fraction(inverse_density_weights(log_density, mid)) >= min_effective_fraction:
+            lo = mid
+        else:
+            hi = mid
+    return inverse_density_weights(log_density, lo), lo
+
+
 def class_balanced_sampling_probability(log_density: np.ndarray, labels: np.ndarray,
-                                        reweight: str = "both", strength: float = 1.0) -> np.ndarray:
+                                        reweight: str = "both", strength: float = 1.0,
+                                        min_effective_fraction: float = 0.0) -> tuple[np.ndarray, dict[int, float]]:
     """Probability that one draw of a class-balanced batch picks each sample.
 
     Every class gets an equal share of the mass; inside a class the share is
-    spread inversely to density (classes not reweighted are spread uniformly).
-    The result sums to 1.
+    spread inversely to density (classes not reweighted are spread uniformly),
+    tempered where needed to keep `min_effective_fraction` of the class
+    effective.  Returns (probability summing to 1, strength used per class).
     """
     if reweight not in REWEIGHT:
         raise DebiasError(f"unknown reweight {reweight!r}; choose one of {', '.join(REWEIGHT)}")
     classes = np.unique(labels)
     prob = np.empty(len(labels))
+    used: dict[int, float] = {}
     for cls in classes:
         members = labels == cls
         if reweight == "both" or cls == 1:
-            within = inverse_density_weights(log_density[members], strength)
+            within, used[int(cls)] = tempered_inverse_density_weights(log_density[members], strength,
+                                                                      min_effective_fraction)
         else:
-            within = np.full(members.sum(), 1.0 / members.sum())
+            within, used[int(cls)] = np.full(members.sum(), 1.0 / members.sum()), 0.0
         prob[members] = within / len(classes)
-    return prob
+    return prob, used

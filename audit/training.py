@@ -17,7 +17,8 @@ from .density import ESTIMATORS
 from .errors import DebiasError, ModelError
 from .inference import predict, to_tensor
 from .models import ModelConfig, build_model, dbvae_loss, pick_device
-from .sampling import REWEIGHT, class_balanced_sampling_probability, per_class_log_density
+from .sampling import (CLASS_NAMES, REWEIGHT, check_weighting, class_balanced_sampling_probability,
+                       effective_sample_fraction, per_class_log_density)
 
 
 @dataclass
@@ -30,6 +31,7 @@ class TrainConfig:
     density_params: dict = field(default_factory=dict)
     reweight: str = "both"          # both classes (per-class densities) | positive (the lab)
     strength: float = 1.0           # weights proportional to density**-strength
+    min_effective_fraction: float = 0.25  # temper the strength so >= this share of a class stays effective
     device: str | None = None
 
     def __post_init__(self) -> None:
@@ -44,6 +46,7 @@ class TrainConfig:
             raise DebiasError(f"unknown density estimator {self.density!r}; choose one of {', '.join(ESTIMATORS)}")
         if self.reweight not in REWEIGHT:
             raise DebiasError(f"unknown reweight {self.reweight!r}; choose one of {', '.join(REWEIGHT)}")
+        check_weighting(self.strength, self.min_effective_fraction)
 
 
 # callback(epoch, step, steps_per_epoch, metrics); raising from it stops training.
@@ -98,10 +101,11 @@ def epoch_batches(labels: np.ndarray, prob: np.ndarray | None, batch_size: int, 
 
 
 def debiasing_probability(model, source_images: np.ndarray, labels: np.ndarray, cfg: TrainConfig,
-                          device: torch.device) -> np.ndarray:
+                          device: torch.device) -> tuple[np.ndarray, dict[int, float]]:
     mu = predict(model, source_images, device, want_recon_error=False)["mu"]
     log_density = per_class_log_density(mu, labels, cfg.density, cfg.density_params)
-    return class_balanced_sampling_probability(log_density, labels, cfg.reweight, cfg.strength)
+    return class_balanced_sampling_probability(log_density, labels, cfg.reweight, cfg.strength,
+                                               cfg.min_effective_fraction)
 
 
 def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str | Path,
@@ -125,18 +129,21 @@ def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_d
     source = ImageSource(dataset.images, device)
     y_all = torch.from_numpy(labels).to(device)
     steps = math.ceil(len(labels) / cfg.batch_size)
-    prob = None
+    prob, strength_used = None, {}
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         # Seeding per epoch makes a resumed run identical to an uninterrupted one.
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         if model_cfg.method == "dbvae":
-            prob = debiasing_probability(model, dataset.images, labels, cfg, device)
+            prob, strength_used = debiasing_probability(model, dataset.images, labels, cfg, device)
         batches = epoch_batches(labels, prob, cfg.batch_size, steps, rng)
         record = _run_epoch(model, optimizer, source, y_all, batches, model_cfg, epoch, cfg.epochs,
                             progress, callback)
         if prob is not None:
             record["max_sampling_weight_ratio"] = float(prob.max() / prob.min())
+            record["strength_used"] = {CLASS_NAMES[c]: v for c, v in strength_used.items()}
+            record["effective_sample_fraction"] = {
+                CLASS_NAMES[c]: effective_sample_fraction(prob[labels == c]) for c in strength_used}
         history.append(record)
         save_epoch(out_dir, model, optimizer, epoch, asdict(cfg), history)
     model.eval()

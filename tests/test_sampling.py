@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from audit.errors import DebiasError
-from audit.sampling import class_balanced_sampling_probability, inverse_density_weights, per_class_log_density
+from audit.sampling import (class_balanced_sampling_probability, effective_sample_fraction, inverse_density_weights,
+                            per_class_log_density, tempered_inverse_density_weights)
 
 
 def test_weights_are_inverse_density_and_sum_to_one():
@@ -22,7 +23,7 @@ def test_strength_zero_is_uniform():
 def test_class_balanced_probability_gives_each_class_half():
     labels = np.array([1, 1, 1, 0, 0])
     logd = np.log([0.5, 0.25, 0.25, 0.9, 0.1])
-    p = class_balanced_sampling_probability(logd, labels)
+    p, _ = class_balanced_sampling_probability(logd, labels)
     assert p.sum() == pytest.approx(1.0)
     assert p[labels == 1].sum() == pytest.approx(0.5) == p[labels == 0].sum()
     np.testing.assert_allclose(p[:3], [0.1, 0.2, 0.2])
@@ -31,7 +32,8 @@ def test_class_balanced_probability_gives_each_class_half():
 
 def test_lab_mode_reweights_only_positives():
     labels = np.array([1, 1, 0, 0])
-    p = class_balanced_sampling_probability(np.log([0.8, 0.2, 0.9, 0.1]), labels, reweight="positive")
+    p, used = class_balanced_sampling_probability(np.log([0.8, 0.2, 0.9, 0.1]), labels, reweight="positive")
+    assert used == {0: 0.0, 1: 1.0}
     np.testing.assert_allclose(p[2:], [0.25, 0.25])
     assert p[1] > p[0]
     with pytest.raises(DebiasError, match="unknown reweight 'all'"):
@@ -46,3 +48,27 @@ def test_per_class_density_is_fitted_per_class(rng):
     ranks = np.argsort(logd[100:])
     far = np.linalg.norm(mu[100:] - 100, axis=1)
     assert far[ranks[:10]].mean() > far.mean()
+
+
+def test_effective_sample_fraction():
+    assert effective_sample_fraction(np.full(10, 0.1)) == pytest.approx(1.0)
+    assert effective_sample_fraction(np.r_[1.0, np.zeros(9)]) == pytest.approx(0.1)
+
+
+def test_tempering_keeps_the_order_and_the_effective_fraction(rng):
+    log_density = rng.normal(size=500) * 80          # a product over many dimensions: hundreds of nats
+    raw = inverse_density_weights(log_density)
+    assert effective_sample_fraction(raw) < 0.01
+    w, used = tempered_inverse_density_weights(log_density, 1.0, min_effective_fraction=0.25)
+    assert 0 < used < 1 and w.sum() == pytest.approx(1.0)
+    assert effective_sample_fraction(w) == pytest.approx(0.25, abs=1e-3)
+    np.testing.assert_array_equal(np.argsort(w, kind="stable"), np.argsort(raw, kind="stable"))
+
+
+def test_tempering_leaves_mild_weights_alone():
+    log_density = np.log([0.5, 0.25, 0.25])
+    w, used = tempered_inverse_density_weights(log_density, 1.0, min_effective_fraction=0.25)
+    assert used == 1.0
+    np.testing.assert_allclose(w, [0.2, 0.4, 0.4])
+    with pytest.raises(DebiasError, match=r"must be in \[0, 1\]"):
+        tempered_inverse_density_weights(log_density, 1.0, min_effective_fraction=2)
