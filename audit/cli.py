@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
@@ -58,7 +59,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# An extension adds sub-commands to the parser and returns {command: handler(args)};
+# the service (api.cli) plugs in this way, so the engine never imports it.
+Extension = Callable[[argparse._SubParsersAction], dict[str, Callable]]
+
+
+def build_parser(extensions: list[Extension] = (), handlers: dict | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="debias", description="Audit image datasets for bias with a DB-VAE "
                                      "and retrain fairer models.")
     parser.add_argument("--version", action="version", version=f"debias {__version__}")
@@ -119,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo-out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    for extend in extensions:
+        (handlers if handlers is not None else {}).update(extend(sub))
     return parser
 
 
@@ -227,11 +235,12 @@ COMMANDS = {"synth": cmd_synth, "train": cmd_train, "audit": cmd_audit, "evaluat
             "compare": cmd_compare, "demo": cmd_demo}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, extensions: list[Extension] = ()) -> int:
+    handlers = dict(COMMANDS)
+    args = build_parser(extensions, handlers).parse_args(argv)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"debias: warning: {msg}\n"
     try:
-        COMMANDS[args.command](args)
+        handlers[args.command](args)
     except DebiasError as exc:
         print(f"debias: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

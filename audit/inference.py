@@ -8,7 +8,8 @@ from torch import nn
 
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 (B,H,W,3) -> float (B,3,H,W) in [0,1] on `device`."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True)
+    # np.array copies: batches of a read-only memmap are not writable, which torch warns about.
+    x = torch.from_numpy(np.array(images)).to(device, non_blocking=True)
     return x.permute(0, 3, 1, 2).float().div_(255.0)
 
 

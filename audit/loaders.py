@@ -64,6 +64,8 @@ class _Request:
     max_pixels: int
     cache_dir: Path | None
     key: str | None
+    max_zip_entries: int = MAX_ZIP_ENTRIES
+    max_zip_bytes: int = MAX_ZIP_BYTES
 
     @property
     def source(self) -> str:
@@ -79,6 +81,8 @@ def load_dataset(
     positive: str | None = None,
     cache_dir: str | Path | None = None,
     max_pixels: int = 4096 * 4096,
+    max_zip_entries: int = MAX_ZIP_ENTRIES,
+    max_zip_bytes: int = MAX_ZIP_BYTES,
 ) -> ImageDataset:
     """Load a dataset file or folder as uint8 RGB images of image_size x image_size.
 
@@ -88,10 +92,14 @@ def load_dataset(
         memory-map them on later loads of the same, unchanged input.
     max_pixels: largest image (width x height) a folder may hold, checked
         before decoding so a hostile file cannot exhaust memory.
+    max_zip_entries, max_zip_bytes: bounds on a zip's entry count and unpacked
+        size (zip bombs).
     Raises DatasetError naming the problem and the fix.
     """
     image_size = _positive_int("image_size", image_size)
     max_pixels = _positive_int("max_pixels", max_pixels)
+    max_zip_entries = _positive_int("max_zip_entries", max_zip_entries)
+    max_zip_bytes = _positive_int("max_zip_bytes", max_zip_bytes)
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"no such file or folder: {path}")
@@ -100,7 +108,7 @@ def load_dataset(
         raise _positive_not_applicable(positive, f"{path} carries its own 0/1 labels")
     cache = resolve_cache_dir(cache_dir)
     key = cache_key(path, image_size, positive) if cache is not None else None
-    request = _Request(path, image_size, positive, max_pixels, cache, key)
+    request = _Request(path, image_size, positive, max_pixels, cache, key, max_zip_entries, max_zip_bytes)
     if cache is not None and key is not None:
         cached = load_cached(cache, key, image_size, request.source)
         if cached is not None:
@@ -467,11 +475,11 @@ def _rel(path: Path, root: Path) -> str:
 def _load_zip(req: _Request) -> ImageDataset:
     with tempfile.TemporaryDirectory(prefix="debias-zip-") as tmp:
         dest = Path(tmp)
-        _extract_zip(req.path, dest)
+        _extract_zip(req.path, dest, req.max_zip_entries, req.max_zip_bytes)
         return _load_folder(_dataset_root(dest), req, display_root=dest)
 
 
-def _extract_zip(path: Path, dest: Path) -> None:
+def _extract_zip(path: Path, dest: Path, max_entries: int, max_bytes: int) -> None:
     """Extract every entry after checking them all: no absolute paths, no '..', no symlinks, bounded size."""
     try:
         archive = zipfile.ZipFile(path)
@@ -479,14 +487,14 @@ def _extract_zip(path: Path, dest: Path) -> None:
         raise DatasetError(f"cannot open {path} as a zip file: {e}") from None
     with archive:
         infos = archive.infolist()
-        if len(infos) > MAX_ZIP_ENTRIES:
+        if len(infos) > max_entries:
             raise DatasetError(
-                f"{path} has {len(infos)} entries, more than the limit of {MAX_ZIP_ENTRIES}; split the dataset"
+                f"{path} has {len(infos)} entries, more than the limit of {max_entries}; split the dataset"
             )
         declared = sum(info.file_size for info in infos)
-        if declared > MAX_ZIP_BYTES:
+        if declared > max_bytes:
             raise DatasetError(
-                f"{path} unpacks to {declared} bytes, more than the limit of {MAX_ZIP_BYTES}; split the dataset"
+                f"{path} unpacks to {declared} bytes, more than the limit of {max_bytes}; split the dataset"
             )
         targets = [(info, _safe_entry_parts(info, path)) for info in infos]
         written = 0
@@ -505,7 +513,7 @@ def _extract_zip(path: Path, dest: Path) -> None:
                     while block := src.read(1 << 20):
                         entry_bytes += len(block)
                         written += len(block)
-                        if entry_bytes > info.file_size or written > MAX_ZIP_BYTES:
+                        if entry_bytes > info.file_size or written > max_bytes:
                             raise DatasetError(
                                 f"zip entry {info.filename!r} in {path} unpacks to more bytes than it declares; "
                                 f"the archive is corrupt or hostile"

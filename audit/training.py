@@ -67,7 +67,8 @@ class ImageSource:
         self.images, self.device = images, device
         self.resident = None
         if images.nbytes <= max_resident_bytes:
-            self.resident = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+            # A copy: torch wants writable memory and the cache is a read-only memmap.
+            self.resident = torch.from_numpy(np.array(images)).to(device)
 
     def batch(self, idx: np.ndarray) -> torch.Tensor:
         if self.resident is not None:

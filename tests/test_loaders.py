@@ -420,15 +420,12 @@ def test_unsafe_zip_entries_are_rejected(tmp_path, arrays, name, edit, message):
     assert not (tmp_path / "evil.png").exists()
 
 
-def test_zip_limits(tmp_path, arrays, monkeypatch):
+def test_zip_limits(tmp_path, arrays):
     path = zip_folder(write_class_folders(tmp_path / "data", *arrays[:2]), tmp_path / "d.zip")
-    monkeypatch.setattr(loaders, "MAX_ZIP_ENTRIES", 5)
     with pytest.raises(DatasetError, match="12 entries, more than the limit of 5"):
-        load_dataset(path)
-    monkeypatch.setattr(loaders, "MAX_ZIP_ENTRIES", 100)
-    monkeypatch.setattr(loaders, "MAX_ZIP_BYTES", 100)
+        load_dataset(path, max_zip_entries=5)
     with pytest.raises(DatasetError, match=r"unpacks to \d+ bytes, more than the limit of 100"):
-        load_dataset(path)
+        load_dataset(path, max_zip_bytes=100)
     (tmp_path / "broken.zip").write_bytes(b"PK not a zip")
     with pytest.raises(DatasetError, match="cannot open .*broken.zip as a zip file"):
         load_dataset(tmp_path / "broken.zip")

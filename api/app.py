@@ -1,0 +1,67 @@
+"""`create_app()`: the FastAPI application, its error mapping and (optionally) an in-process worker."""
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from audit import __version__
+from audit.errors import DebiasError
+
+from .db import make_engine, make_sessionmaker
+from .multipart import UploadError
+from .routes import audits, datasets, health, jobs, models
+from .services import Conflict, NotFound
+from .services.audits import InvalidCursor
+from .settings import Settings
+from .worker import Worker
+
+log = logging.getLogger("debias.api")
+
+
+def _error(status: int):
+    def handler(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+    return handler
+
+
+def create_app(settings: Settings | None = None, start_worker: bool | None = None) -> FastAPI:
+    settings = settings or Settings()
+    engine = make_engine(settings.resolved_database_url)
+    sessions = make_sessionmaker(engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        worker = thread = None
+        if start_worker if start_worker is not None else settings.embedded_worker:
+            worker = Worker(settings, sessions)
+            thread = threading.Thread(target=worker.run_forever, name="debias-worker", daemon=True)
+            thread.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stopping.set()
+                thread.join(timeout=30)
+            engine.dispose()
+
+    app = FastAPI(title="debias", version=__version__, lifespan=lifespan,
+                  description="Audit image datasets for bias with a DB-VAE; retrain with debiased sampling.")
+    app.state.settings, app.state.engine, app.state.sessions = settings, engine, sessions
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    app.add_exception_handler(NotFound, _error(404))
+    app.add_exception_handler(Conflict, _error(409))
+    app.add_exception_handler(InvalidCursor, _error(400))
+    app.add_exception_handler(DebiasError, _error(422))
+
+    @app.exception_handler(UploadError)
+    def _upload_error(_request: Request, exc: UploadError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+
+    for module in (health, datasets, audits, models, jobs):
+        app.include_router(module.router)
+    return app

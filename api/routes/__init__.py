@@ -1,0 +1,1 @@
+"""HTTP routes: validate, call a service function, shape the response."""

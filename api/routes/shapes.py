@@ -1,0 +1,46 @@
+"""Rows -> response bodies, with the URLs clients follow."""
+from __future__ import annotations
+
+from ..schemas import AuditOut, DatasetOut, JobOut, ModelOut, ScoreOut
+from ..tables import Audit, AuditScore, Dataset, Job, TrainedModel
+
+V1 = "/v1"
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut.model_validate(job).model_copy(update={"url": f"{V1}/jobs/{job.id}"})
+
+
+def dataset_out(row: Dataset) -> DatasetOut:
+    return DatasetOut(id=row.id, name=row.name, file_format=row.file_format, image_size=row.image_size,
+                      n_samples=row.n_samples, counts={"positive": row.n_positive, "negative": row.n_negative},
+                      attributes=row.attributes, problems=row.problems, upload_bytes=row.upload_bytes,
+                      created_at=row.created_at)
+
+
+def model_out(row: TrainedModel) -> ModelOut:
+    return ModelOut.model_validate(row)
+
+
+def image_url(dataset_id: int, index: int) -> str:
+    return f"{V1}/datasets/{dataset_id}/samples/{index}/image"
+
+
+def audit_out(row: Audit, with_report: bool = True) -> AuditOut:
+    out = AuditOut.model_validate(row)
+    if not with_report or row.report is None:
+        return out.model_copy(update={"report": None})
+    report = dict(row.report)
+    report["figures"] = {name: f"{V1}/audits/{row.id}/figures/{file}"
+                         for name, file in row.report.get("figures", {}).items()}
+    report["anomalies"] = {**report["anomalies"], "top": [
+        {**t, "image_url": image_url(row.dataset_id, t["index"])} for t in report["anomalies"]["top"]]}
+    return out.model_copy(update={"report": report})
+
+
+def score_out(row: AuditScore, dataset_id: int) -> ScoreOut:
+    return ScoreOut(index=row.sample_index, label=row.label, log_density=row.log_density,
+                    sampling_weight=row.sampling_weight, anomaly_score=row.anomaly_score,
+                    is_anomaly=row.is_anomaly, reconstruction_error=row.reconstruction_error,
+                    predicted_probability=row.predicted_probability, attributes=row.attributes,
+                    image_url=image_url(dataset_id, row.sample_index))

@@ -1,0 +1,157 @@
+"""Audits: start an audit job (training a DB-VAE first when no model is given), read reports, list scores.
+
+Score lists use keyset pagination over (score DESC, sample_index DESC): a page
+costs the same at row 10 and at row 900,000.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from audit.errors import DebiasError
+
+from ..settings import Settings
+from ..tables import Audit, AuditScore, Job
+from . import Conflict, NotFound
+from . import datasets as dataset_service
+from . import jobs as job_service
+from . import models as model_service
+
+ORDERS = {"anomaly_score": AuditScore.anomaly_score, "sampling_weight": AuditScore.sampling_weight}
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+@dataclass
+class ScoreFilter:
+    order: str = "anomaly_score"
+    label: int | None = None
+    attributes: dict[str, str] | None = None
+    min_score: float | None = None         # on the ordering column
+    only_anomalies: bool = False
+
+
+def start_audit(session: Session, settings: Settings, owner_id: int, dataset_id: int, model_id: int | None,
+                audit_options: dict, train_options: dict) -> tuple[Audit, Job]:
+    dataset = dataset_service.get(session, owner_id, dataset_id)
+    if model_id is None:
+        model = model_service.new_model_row(owner_id, dataset, {**train_options, "method": "dbvae",
+                                                                "density": audit_options["density"]})
+        session.add(model)
+        session.flush()
+    else:
+        model = model_service.get(session, owner_id, model_id)
+        model_service.require_ready(model)
+        if model.method != "dbvae":
+            raise DebiasError(f"model {model.id} is a {model.method} classifier; auditing needs a DB-VAE's latent "
+                              f"space: pass a dbvae model or leave model_id out to train one")
+        model_service.check_fits(model, dataset)
+    audit = Audit(owner_id=owner_id, dataset_id=dataset.id, model_id=model.id, options=audit_options,
+                  status="pending")
+    session.add(audit)
+    session.flush()
+    payload = {"audit_id": audit.id, "model_id": model.id, "train_model": model_id is None}
+    job = job_service.enqueue(session, owner_id, "audit", payload, dataset.id, settings.max_attempts)
+    audit.job_id = job.id
+    if model_id is None:
+        model.job_id = job.id
+    session.commit()
+    return audit, job
+
+
+def get(session: Session, owner_id: int, audit_id: int) -> Audit:
+    audit = session.get(Audit, audit_id)
+    if audit is None or audit.owner_id != owner_id:
+        raise NotFound(f"audit {audit_id} not found")
+    return audit
+
+
+def get_ready(session: Session, owner_id: int, audit_id: int) -> Audit:
+    audit = get(session, owner_id, audit_id)
+    if audit.status != "ready":
+        raise Conflict(f"audit {audit_id} is {audit.status}; its scores are listed once job {audit.job_id} succeeds")
+    return audit
+
+
+def list_for(session: Session, owner_id: int, dataset_id: int | None = None) -> list[Audit]:
+    q = select(Audit).where(Audit.owner_id == owner_id).order_by(Audit.id.desc())
+    if dataset_id is not None:
+        q = q.where(Audit.dataset_id == dataset_id)
+    return list(session.scalars(q))
+
+
+def encode_cursor(order: str, value: float, index: int) -> str:
+    raw = json.dumps({"o": order, "v": value, "i": index}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, order: str) -> tuple[float, int]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        value, index = float(data["v"]), int(data["i"])
+        if data["o"] != order:
+            raise InvalidCursor(f"this cursor pages through order={data['o']}, not order={order}")
+    except InvalidCursor:
+        raise
+    except Exception:
+        raise InvalidCursor("invalid cursor; pass the next_cursor of a previous page, or none for the first page") \
+            from None
+    return value, index
+
+
+def _query(audit_id: int, f: ScoreFilter):
+    col = ORDERS[f.order]
+    q = select(AuditScore).where(AuditScore.audit_id == audit_id)
+    if f.label is not None:
+        q = q.where(AuditScore.label == f.label)
+    if f.min_score is not None:
+        q = q.where(col >= f.min_score)
+    if f.only_anomalies:
+        q = q.where(AuditScore.is_anomaly.is_(True))
+    for name, value in (f.attributes or {}).items():
+        q = q.where(AuditScore.attributes[name].as_string() == value)
+    return q, col
+
+
+def page(session: Session, audit: Audit, f: ScoreFilter, limit: int, cursor: str | None
+         ) -> tuple[list[AuditScore], str | None]:
+    if f.order not in ORDERS:
+        raise DebiasError(f"unknown order {f.order!r}; choose one of {', '.join(ORDERS)}")
+    _check_attributes(session, audit, f)
+    q, col = _query(audit.id, f)
+    if cursor:
+        value, index = decode_cursor(cursor, f.order)
+        q = q.where(tuple_(col, AuditScore.sample_index) < tuple_(value, index))
+    rows = list(session.scalars(q.order_by(col.desc(), AuditScore.sample_index.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(f.order, getattr(rows[-1], f.order), rows[-1].sample_index) if more else None
+    return rows, next_cursor
+
+
+def iterate(session: Session, audit: Audit, f: ScoreFilter, chunk: int = 5000) -> Iterator[AuditScore]:
+    """Every matching row in page order, fetched a chunk at a time (for CSV export)."""
+    cursor = None
+    while True:
+        rows, cursor = page(session, audit, f, chunk, cursor)
+        yield from rows
+        session.expunge_all()
+        if cursor is None:
+            return
+
+
+def _check_attributes(session: Session, audit: Audit, f: ScoreFilter) -> None:
+    if not f.attributes:
+        return
+    known = dataset_service.get(session, audit.owner_id, audit.dataset_id).attributes
+    unknown = [a for a in f.attributes if a not in known]
+    if unknown:
+        raise DebiasError(f"unknown attribute(s) {', '.join(unknown)} to filter on; this audit's dataset has: "
+                          f"{', '.join(known) or 'none'}")

@@ -1,0 +1,157 @@
+"""Datasets: ingest an uploaded file through the engine's loaders, store rows, serve images."""
+from __future__ import annotations
+
+import io
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from audit.dataset import ImageDataset
+from audit.errors import DatasetError
+from audit.loaders import load_dataset
+
+from ..settings import Settings
+from ..tables import Audit, AuditScore, Dataset, Evaluation, Job, Sample, TrainedModel
+from . import Conflict, NotFound
+from .bulk import bulk_insert
+
+FORMATS = {".zip": "zip", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
+MAX_VALUES_LISTED = 50  # value counts kept per attribute in the dataset row
+
+
+def upload_dir(settings: Settings) -> Path:
+    path = settings.path("uploads")
+    path.mkdir(parents=True, exist_ok=True)
+    return path / uuid.uuid4().hex
+
+
+def dataset_dir(settings: Settings, dataset_id: int) -> Path:
+    return settings.path("datasets", dataset_id)
+
+
+def check_filename(filename: str | None) -> str:
+    """The upload's format from its file name, or DatasetError naming what is accepted."""
+    suffix = Path(filename or "").suffix.lower()
+    if suffix not in FORMATS:
+        raise DatasetError(f"{filename or 'the upload'} is not a dataset file: send a .zip (folder of images with "
+                           f"manifest.csv or class sub-folders), .npz or .h5")
+    return suffix
+
+
+def load(settings: Settings, ds_row: Dataset) -> ImageDataset:
+    """The stored dataset, memory-mapped from its decoded cache."""
+    folder = dataset_dir(settings, ds_row.id)
+    source = next(folder.glob("upload.*"), None)
+    if source is None:
+        raise DatasetError(f"the files of dataset {ds_row.id} are missing; upload it again")
+    return load_dataset(source, image_size=ds_row.image_size, positive=ds_row.positive, cache_dir=folder / "cache",
+                        max_pixels=settings.max_image_pixels, max_zip_entries=settings.max_zip_entries,
+                        max_zip_bytes=settings.max_zip_bytes)
+
+
+def ingest(session: Session, settings: Settings, owner_id: int, upload: Path, filename: str,
+           image_size: int | None, positive: str | None, name: str | None) -> Dataset:
+    """Validate and decode `upload`, then store it; on any error nothing is kept (files or rows)."""
+    suffix = check_filename(filename)
+    image_size = image_size or settings.default_image_size
+    if image_size < 16 or image_size % 16 or image_size > 512:
+        raise DatasetError(f"image_size must be a multiple of 16 between 16 and 512, got {image_size}")
+    row = Dataset(owner_id=owner_id, name=(name or filename)[:255], file_format=FORMATS[suffix],
+                  image_size=image_size, positive=positive or None, n_samples=0, n_positive=0, n_negative=0,
+                  attributes={}, problems=[], upload_bytes=upload.stat().st_size)
+    session.add(row)
+    session.flush()  # the id names the folder
+    folder = dataset_dir(settings, row.id)
+    try:
+        folder.mkdir(parents=True)
+        upload.rename(folder / f"upload{suffix}")
+        ds = load(settings, row)
+        counts = ds.class_counts()
+        row.n_samples, row.n_positive, row.n_negative = len(ds), counts[1], counts[0]
+        row.attributes = _attribute_counts(ds)
+        row.problems = list(ds.problems)
+        bulk_insert(session, Sample.__table__, ("dataset_id", "index", "label", "attributes"),
+                    ((row.id, i, label, rec) for i, (label, rec) in
+                     enumerate(zip(ds.labels.tolist(), attribute_records(ds)))))
+        session.commit()
+    except BaseException:
+        session.rollback()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        upload.unlink(missing_ok=True)
+    return row
+
+
+def attribute_records(ds: ImageDataset) -> list[dict]:
+    """One {attribute: value as str} per sample (null when missing): filters compare strings on every backend."""
+    if not len(ds.attributes.columns):
+        return [{} for _ in range(len(ds))]
+    frame = ds.attributes.astype(str).where(ds.attributes.notna(), None)
+    frame.columns = [str(c) for c in frame.columns]
+    return frame.to_dict("records")
+
+
+def _attribute_counts(ds: ImageDataset) -> dict[str, dict[str, int]]:
+    out = {}
+    for col in ds.attributes.columns:
+        counts = ds.attributes[col].astype(str).value_counts()
+        out[str(col)] = {str(k): int(v) for k, v in counts.head(MAX_VALUES_LISTED).items()}
+    return out
+
+
+def get(session: Session, owner_id: int, dataset_id: int) -> Dataset:
+    row = session.get(Dataset, dataset_id)
+    if row is None or row.owner_id != owner_id:
+        raise NotFound(f"dataset {dataset_id} not found")
+    return row
+
+
+def list_for(session: Session, owner_id: int) -> list[Dataset]:
+    return list(session.scalars(select(Dataset).where(Dataset.owner_id == owner_id).order_by(Dataset.id.desc())))
+
+
+def delete_dataset(session: Session, settings: Settings, owner_id: int, dataset_id: int) -> None:
+    """Remove the dataset, everything derived from it (models, audits, scores, evaluations) and its files."""
+    row = get(session, owner_id, dataset_id)
+    model_ids = list(session.scalars(select(TrainedModel.id).where(TrainedModel.dataset_id == dataset_id)))
+    busy = list(session.scalars(select(Job.id).where(
+        Job.status.in_(("queued", "running")),
+        (Job.dataset_id == dataset_id) | Job.id.in_(
+            select(Evaluation.job_id).where(Evaluation.model_id.in_(model_ids))))))
+    if busy:
+        raise Conflict(f"dataset {dataset_id} is in use by job(s) {', '.join(map(str, busy))}; "
+                       f"cancel them or wait for them to finish")
+    audit_ids = list(session.scalars(select(Audit.id).where(
+        (Audit.dataset_id == dataset_id) | Audit.model_id.in_(model_ids))))
+    # Explicit deletes: SQLite only cascades with its foreign-key pragma, and this says what goes.
+    session.execute(delete(AuditScore).where(AuditScore.audit_id.in_(audit_ids)))
+    session.execute(delete(Audit).where(Audit.id.in_(audit_ids)))
+    session.execute(delete(Evaluation).where((Evaluation.dataset_id == dataset_id)
+                                             | Evaluation.model_id.in_(model_ids)))
+    session.execute(delete(TrainedModel).where(TrainedModel.id.in_(model_ids)))
+    session.execute(delete(Sample).where(Sample.dataset_id == dataset_id))
+    session.delete(row)
+    session.commit()
+    for path in [dataset_dir(settings, dataset_id), *(settings.path("models", m) for m in model_ids),
+                 *(settings.path("audits", a) for a in audit_ids)]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def sample_png(settings: Settings, session: Session, owner_id: int, dataset_id: int, index: int) -> bytes:
+    row = get(session, owner_id, dataset_id)
+    if not 0 <= index < row.n_samples:
+        raise NotFound(f"dataset {dataset_id} has no sample {index} (it has {row.n_samples})")
+    images = load(settings, row).images
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(images[index])).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def sample_count(session: Session, dataset_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(Sample).where(Sample.dataset_id == dataset_id)) or 0

@@ -1,0 +1,133 @@
+"""Trained models and evaluations: start training / evaluation jobs, read results, compare."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audit.errors import DebiasError
+
+from ..settings import Settings
+from ..tables import Dataset, Evaluation, Job, TrainedModel
+from . import Conflict, NotFound
+from . import datasets as dataset_service
+from . import jobs as job_service
+
+
+def new_model_row(owner_id: int, dataset: Dataset, options: dict) -> TrainedModel:
+    return TrainedModel(owner_id=owner_id, dataset_id=dataset.id, method=options["method"],
+                        density=options["density"] if options["method"] == "dbvae" else None,
+                        image_size=dataset.image_size, options=options, history=[], status="pending")
+
+
+def start_training(session: Session, settings: Settings, owner_id: int, dataset_id: int,
+                   options: dict) -> tuple[TrainedModel, Job]:
+    dataset = dataset_service.get(session, owner_id, dataset_id)
+    model = new_model_row(owner_id, dataset, options)
+    session.add(model)
+    session.flush()
+    job = job_service.enqueue(session, owner_id, "train", {"model_id": model.id}, dataset.id, settings.max_attempts)
+    model.job_id = job.id
+    session.commit()
+    return model, job
+
+
+def get(session: Session, owner_id: int, model_id: int) -> TrainedModel:
+    model = session.get(TrainedModel, model_id)
+    if model is None or model.owner_id != owner_id:
+        raise NotFound(f"model {model_id} not found")
+    return model
+
+
+def list_for(session: Session, owner_id: int, dataset_id: int | None = None) -> list[TrainedModel]:
+    q = select(TrainedModel).where(TrainedModel.owner_id == owner_id).order_by(TrainedModel.id.desc())
+    if dataset_id is not None:
+        q = q.where(TrainedModel.dataset_id == dataset_id)
+    return list(session.scalars(q))
+
+
+def require_ready(model: TrainedModel) -> None:
+    if model.status != "ready":
+        raise Conflict(f"model {model.id} is {model.status}, not ready; wait for its training job "
+                       f"{model.job_id} to succeed")
+
+
+def check_fits(model: TrainedModel, dataset: Dataset) -> None:
+    if model.image_size != dataset.image_size:
+        raise DebiasError(f"model {model.id} expects {model.image_size}px images but dataset {dataset.id} was "
+                          f"uploaded at {dataset.image_size}px; upload it again with image_size={model.image_size}")
+
+
+def start_evaluation(session: Session, settings: Settings, owner_id: int, model_id: int, dataset_id: int,
+                     group_by: list[str]) -> tuple[Evaluation, Job]:
+    model = get(session, owner_id, model_id)
+    dataset = dataset_service.get(session, owner_id, dataset_id)
+    require_ready(model)
+    check_fits(model, dataset)
+    unknown = [g for g in group_by if g not in dataset.attributes]
+    if unknown:
+        raise DebiasError(f"unknown attribute(s) {', '.join(unknown)} for group_by; dataset {dataset.id} has: "
+                          f"{', '.join(dataset.attributes) or 'none'}")
+    ev = Evaluation(owner_id=owner_id, model_id=model.id, dataset_id=dataset.id, group_by=group_by, status="pending")
+    session.add(ev)
+    session.flush()
+    job = job_service.enqueue(session, owner_id, "evaluate", {"evaluation_id": ev.id}, dataset.id,
+                              settings.max_attempts)
+    ev.job_id = job.id
+    session.commit()
+    return ev, job
+
+
+def get_evaluation(session: Session, owner_id: int, evaluation_id: int) -> Evaluation:
+    ev = session.get(Evaluation, evaluation_id)
+    if ev is None or ev.owner_id != owner_id:
+        raise NotFound(f"evaluation {evaluation_id} not found")
+    return ev
+
+
+def list_evaluations(session: Session, owner_id: int, model_id: int | None = None) -> list[Evaluation]:
+    q = select(Evaluation).where(Evaluation.owner_id == owner_id).order_by(Evaluation.id.desc())
+    if model_id is not None:
+        q = q.where(Evaluation.model_id == model_id)
+    return list(session.scalars(q))
+
+
+def latest_evaluation(session: Session, model_id: int, dataset_id: int) -> Evaluation | None:
+    return session.scalar(select(Evaluation).where(
+        Evaluation.model_id == model_id, Evaluation.dataset_id == dataset_id, Evaluation.status == "ready")
+        .order_by(Evaluation.id.desc()).limit(1))
+
+
+def compare(session: Session, owner_id: int, model_id: int, baseline_id: int, dataset_id: int) -> dict:
+    """Per-group accuracy of `model_id` next to `baseline_id`, from their latest evaluations on the dataset."""
+    model, baseline = get(session, owner_id, model_id), get(session, owner_id, baseline_id)
+    dataset_service.get(session, owner_id, dataset_id)
+    evals = {}
+    for m in (model, baseline):
+        ev = latest_evaluation(session, m.id, dataset_id)
+        if ev is None:
+            raise Conflict(f"model {m.id} has no finished evaluation on dataset {dataset_id}; "
+                           f"POST /v1/models/{m.id}/evaluations first")
+        evals[m.id] = ev
+    a, b = evals[model.id].metrics, evals[baseline.id].metrics
+    if a["group_by"] != b["group_by"]:
+        raise Conflict(f"the latest evaluations group by different attributes ({a['group_by']} vs "
+                       f"{b['group_by']}); evaluate both with the same group_by")
+    key = lambda g: tuple(sorted(g["group"].items()))  # noqa: E731
+    base_groups = {key(g): g for g in b["groups"]}
+    groups = []
+    for g in a["groups"]:
+        other = base_groups.get(key(g))
+        groups.append({"group": g["group"], "n": g["n"], "accuracy": g["accuracy"],
+                       "baseline_accuracy": other["accuracy"] if other else None,
+                       "difference": g["accuracy"] - other["accuracy"] if other else None})
+
+    def summary(m: TrainedModel, metrics: dict, ev: Evaluation) -> dict:
+        return {"model_id": m.id, "method": m.method, "density": m.density, "evaluation_id": ev.id,
+                "overall_accuracy": metrics["overall"]["accuracy"], "worst_group": metrics["worst_group"],
+                "worst_group_accuracy": metrics["worst_group_accuracy"],
+                "accuracy_variance": metrics["accuracy_variance"], "accuracy_gap": metrics["accuracy_gap"],
+                "history": m.history}
+
+    return {"dataset_id": dataset_id, "group_by": a["group_by"], "model": summary(model, a, evals[model.id]),
+            "baseline": summary(baseline, b, evals[baseline.id]), "groups": groups,
+            "worst_group_gain": a["worst_group_accuracy"] - b["worst_group_accuracy"]}

@@ -1,0 +1,180 @@
+"""What each kind of job does, in the worker: train, audit, evaluate.
+
+Results are written to a folder of their own and published in one final
+transaction together with the job's success, so a failed or cancelled job
+leaves nothing half-written visible.
+"""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from audit.checkpoint import latest_checkpoint
+from audit.models import ModelConfig
+from audit.pipeline import audit_dataset, evaluate_model, train_model
+from audit.report import AuditConfig
+from audit.training import TrainConfig
+
+from ..settings import Settings
+from ..tables import Audit, AuditScore, Dataset, Evaluation, Job, TrainedModel
+from . import datasets as dataset_service
+from .bulk import bulk_insert
+from .jobs import JobLost, finish
+
+SCORE_COLUMNS = ("audit_id", "sample_index", "label", "log_density", "sampling_weight", "anomaly_score",
+                 "is_anomaly", "reconstruction_error", "predicted_probability", "attributes")
+
+
+@dataclass
+class JobContext:
+    job: Job
+    settings: Settings
+    sessions: sessionmaker[Session]
+    report: Callable[[float, str], None]   # progress 0-100 and a message; raises to stop the job
+
+    @property
+    def payload(self) -> dict:
+        return self.job.payload
+
+
+def model_dir(settings: Settings, model_id: int) -> Path:
+    return settings.path("models", model_id)
+
+
+def audit_dir(settings: Settings, audit_id: int) -> Path:
+    return settings.path("audits", audit_id)
+
+
+def _claimed_job(session: Session, ctx: JobContext) -> Job:
+    """Our job row, locked for the final transaction; JobLost if another worker has it now."""
+    job = session.scalar(select(Job).where(Job.id == ctx.job.id).with_for_update())
+    if job is None or job.worker_id != ctx.job.worker_id or job.status != "running":
+        raise JobLost(f"job {ctx.job.id} is no longer ours")
+    return job
+
+
+def _train(ctx: JobContext, model: TrainedModel, ds, start: float, span: float) -> None:
+    opts = model.options
+    cfg = ModelConfig(method=model.method, image_size=model.image_size, latent_dim=opts["latent_dim"],
+                      kl_weight=opts["kl_weight"])
+    train_cfg = TrainConfig(epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], seed=opts["seed"],
+                            density=model.density or "histogram", reweight=opts["reweight"],
+                            strength=opts["strength"], min_effective_fraction=opts["min_effective_fraction"],
+                            device=ctx.settings.device)
+    out = model_dir(ctx.settings, model.id)
+    # A retry after a lost worker continues from the last epoch it checkpointed.
+    resume = latest_checkpoint(out) is not None
+
+    def on_step(epoch: int, step: int, steps: int, metrics: dict) -> None:
+        done = (epoch - 1 + step / steps) / train_cfg.epochs
+        ctx.report(start + span * done, f"training {model.method}: epoch {epoch}/{train_cfg.epochs}, "
+                                        f"step {step}/{steps}, loss {metrics.get('loss', float('nan')):.4f}")
+
+    if not resume and out.exists():
+        shutil.rmtree(out)
+    result = train_model(ds, out, cfg, train_cfg, resume=resume, progress=False, callback=on_step)
+    model.history = result.history
+
+
+class TrainRunner:
+    kind = "train"
+
+    def run(self, ctx: JobContext) -> None:
+        with ctx.sessions() as session:
+            model = session.get(TrainedModel, ctx.payload["model_id"])
+            ds = dataset_service.load(ctx.settings, session.get(Dataset, model.dataset_id))
+        ctx.report(1, "dataset loaded")
+        _train(ctx, model, ds, 1, 98)
+        with ctx.sessions() as session:
+            job = _claimed_job(session, ctx)
+            session.execute(update(TrainedModel).where(TrainedModel.id == model.id)
+                            .values(status="ready", history=model.history))
+            finish(session, job, "succeeded", f"trained {model.method} for {len(model.history)} epochs")
+            session.commit()
+
+    def discard(self, ctx: JobContext) -> None:
+        shutil.rmtree(model_dir(ctx.settings, ctx.payload["model_id"]), ignore_errors=True)
+
+    def mark_resources(self, session: Session, job: Job, status: str) -> None:
+        session.execute(update(TrainedModel).where(TrainedModel.id == job.payload["model_id"]).values(status=status))
+
+
+class AuditRunner:
+    kind = "audit"
+
+    def run(self, ctx: JobContext) -> None:
+        with ctx.sessions() as session:
+            audit = session.get(Audit, ctx.payload["audit_id"])
+            model = session.get(TrainedModel, audit.model_id)
+            ds = dataset_service.load(ctx.settings, session.get(Dataset, audit.dataset_id))
+        ctx.report(1, "dataset loaded")
+        trains = ctx.payload.get("train_model", False)
+        if trains:
+            _train(ctx, model, ds, 1, 79)
+        ctx.report(80, "auditing the latent space")
+        opts = audit.options
+        cfg = AuditConfig(density=opts["density"], reweight=opts["reweight"], strength=opts["strength"],
+                          min_effective_fraction=opts["min_effective_fraction"], anomaly_on=opts["anomaly_on"],
+                          anomaly_threshold=opts["anomaly_threshold"], top_features=opts["top_features"])
+        result = audit_dataset(ds, model_dir(ctx.settings, model.id), audit_dir(ctx.settings, audit.id), cfg,
+                               device=ctx.settings.device)
+        ctx.report(92, f"storing {len(ds)} per-sample scores")
+        s = result.samples
+        columns = [s[c].tolist() for c in ("index", "label", "log_density", "sampling_weight", "anomaly_score",
+                                           "is_anomaly", "reconstruction_error", "predicted_probability")]
+        rows = ((audit.id, *values, rec) for *values, rec in zip(*columns, dataset_service.attribute_records(ds)))
+        with ctx.sessions() as session:
+            job = _claimed_job(session, ctx)
+            bulk_insert(session, AuditScore.__table__, SCORE_COLUMNS, rows)
+            session.execute(update(Audit).where(Audit.id == audit.id).values(
+                status="ready", report=result.report, n_samples=len(s),
+                n_anomalies=int(result.report["anomalies"]["count"])))
+            if trains:
+                session.execute(update(TrainedModel).where(TrainedModel.id == model.id)
+                                .values(status="ready", history=model.history))
+            finish(session, job, "succeeded", f"audited {len(s)} samples, "
+                                              f"{result.report['anomalies']['count']} anomalies")
+            session.commit()
+
+    def discard(self, ctx: JobContext) -> None:
+        shutil.rmtree(audit_dir(ctx.settings, ctx.payload["audit_id"]), ignore_errors=True)
+        if ctx.payload.get("train_model"):
+            shutil.rmtree(model_dir(ctx.settings, ctx.payload["model_id"]), ignore_errors=True)
+
+    def mark_resources(self, session: Session, job: Job, status: str) -> None:
+        session.execute(update(Audit).where(Audit.id == job.payload["audit_id"]).values(status=status))
+        if job.payload.get("train_model"):
+            session.execute(update(TrainedModel).where(TrainedModel.id == job.payload["model_id"])
+                            .values(status=status))
+
+
+class EvaluateRunner:
+    kind = "evaluate"
+
+    def run(self, ctx: JobContext) -> None:
+        with ctx.sessions() as session:
+            ev = session.get(Evaluation, ctx.payload["evaluation_id"])
+            ds = dataset_service.load(ctx.settings, session.get(Dataset, ev.dataset_id))
+        ctx.report(10, "evaluating")
+        metrics = evaluate_model(model_dir(ctx.settings, ev.model_id), ds, ev.group_by, device=ctx.settings.device)
+        metrics["model"].pop("path", None)  # a server path is nobody's business
+        metrics["dataset"] = ev.dataset_id
+        with ctx.sessions() as session:
+            job = _claimed_job(session, ctx)
+            session.execute(update(Evaluation).where(Evaluation.id == ev.id).values(status="ready", metrics=metrics))
+            finish(session, job, "succeeded", f"worst group accuracy {metrics['worst_group_accuracy']:.3f}")
+            session.commit()
+
+    def discard(self, ctx: JobContext) -> None:
+        pass  # nothing on disk
+
+    def mark_resources(self, session: Session, job: Job, status: str) -> None:
+        session.execute(update(Evaluation).where(Evaluation.id == job.payload["evaluation_id"]).values(status=status))
+
+
+RUNNERS = {r.kind: r for r in (TrainRunner(), AuditRunner(), EvaluateRunner())}

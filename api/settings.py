@@ -1,0 +1,47 @@
+"""Service settings: environment variables with the DEBIAS_ prefix (pydantic-settings)."""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEBIAS_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("debias-data")
+    # Empty: the embedded default, a SQLite file inside data_dir.
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    embedded_worker: bool = True          # `debias serve` runs a job worker in-process
+    create_local_key: bool = True         # first start with no owner: create one and print its key
+
+    max_upload_bytes: int = 2 << 30
+    max_zip_entries: int = 200_000
+    max_zip_bytes: int = 4 << 30
+    max_image_pixels: int = 4096 * 4096
+    default_image_size: int = 64
+
+    heartbeat_seconds: float = 5.0
+    stale_after_seconds: float = 60.0     # a running job whose heartbeat is older is requeued
+    max_attempts: int = 3
+    poll_seconds: float = 1.0
+    device: str | None = None             # cpu, cuda, ...; None: cuda when present
+
+    page_limit_max: int = Field(500, ge=1)
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'debias.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def path(self, *parts: str | int) -> Path:
+        return self.data_dir.joinpath(*map(str, parts))

@@ -1,0 +1,149 @@
+"""ORM tables (SQLAlchemy 2.0 `Mapped`); the Pydantic schemas live apart in schemas.py.
+
+Alembic migrations in migrations/ are the only way these tables are created.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .db import Base, UTCDateTime, utcnow
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+# Status of what a job produces (audit, model, evaluation): mirrors its job.
+RESOURCE_STATUSES = ("pending", "ready", "failed", "cancelled")
+
+
+class Owner(Base):
+    __tablename__ = "owners"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)   # public part, for lookup
+    key_hash: Mapped[str] = mapped_column(String(64))              # sha256 of the whole key
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    file_format: Mapped[str] = mapped_column(String(16))
+    image_size: Mapped[int] = mapped_column(Integer)
+    positive: Mapped[str | None] = mapped_column(String(255))
+    n_samples: Mapped[int] = mapped_column(Integer)
+    n_positive: Mapped[int] = mapped_column(Integer)
+    n_negative: Mapped[int] = mapped_column(Integer)
+    attributes: Mapped[dict] = mapped_column(JSON)      # name -> {value: count}
+    problems: Mapped[list] = mapped_column(JSON)
+    upload_bytes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Sample(Base):
+    __tablename__ = "samples"
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[int] = mapped_column(Integer)
+    attributes: Mapped[dict] = mapped_column(JSON)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_id", "status", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))                 # audit | train | evaluate
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    payload: Mapped[dict] = mapped_column(JSON)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(Text, default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    worker_id: Mapped[str | None] = mapped_column(String(100))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    error: Mapped[str | None] = mapped_column(Text)
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TrainedModel(Base):
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    method: Mapped[str] = mapped_column(String(16))
+    density: Mapped[str | None] = mapped_column(String(32))
+    image_size: Mapped[int] = mapped_column(Integer)
+    options: Mapped[dict] = mapped_column(JSON)
+    history: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Audit(Base):
+    __tablename__ = "audits"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    options: Mapped[dict] = mapped_column(JSON)
+    report: Mapped[dict | None] = mapped_column(JSON)
+    n_samples: Mapped[int | None] = mapped_column(Integer)
+    n_anomalies: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditScore(Base):
+    """One row per sample of an audit; attributes copied in so filters need no join.
+
+    Lists are ordered (score DESC, sample_index DESC): one direction, so plain
+    indexes serve them scanned backwards, keyset pagination included.
+    """
+
+    __tablename__ = "audit_scores"
+    __table_args__ = (
+        Index("ix_audit_scores_by_anomaly", "audit_id", "anomaly_score", "sample_index"),
+        Index("ix_audit_scores_by_label_anomaly", "audit_id", "label", "anomaly_score", "sample_index"),
+        Index("ix_audit_scores_by_weight", "audit_id", "sampling_weight", "sample_index"),
+    )
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id", ondelete="CASCADE"), primary_key=True)
+    sample_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[int] = mapped_column(Integer)
+    log_density: Mapped[float] = mapped_column(Float)
+    sampling_weight: Mapped[float] = mapped_column(Float)
+    anomaly_score: Mapped[float] = mapped_column(Float)
+    is_anomaly: Mapped[bool] = mapped_column(Boolean)
+    reconstruction_error: Mapped[float | None] = mapped_column(Float)
+    predicted_probability: Mapped[float | None] = mapped_column(Float)
+    attributes: Mapped[dict] = mapped_column(JSON)
+
+
+class Evaluation(Base):
+    __tablename__ = "evaluations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    group_by: Mapped[list] = mapped_column(JSON)
+    metrics: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

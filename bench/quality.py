@@ -1,0 +1,114 @@
+"""Quality on synthetic faces with planted minorities in both classes.
+
+For each seed: synthesise a training set with one planted minority per class
+(5% dark-skinned faces, 5% objects among the non-faces; every other attribute
+uniform, so that the planted groups are the under-represented ones) and a
+balanced test set; train `standard` and one `dbvae` per density estimator at equal
+epochs; report worst-group accuracy over label x skin_tone x kind on the test
+set, and how well each audit ranks the planted minority samples of the
+training set as under-represented (ROC AUC of the sampling weight, per class).
+
+    python bench/quality.py                  # the issue's figures (about 6 min per seed on 2 cores)
+    python bench/quality.py --quick          # a smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from audit.density import ESTIMATORS
+from audit.models import ModelConfig
+from audit.pipeline import audit_dataset, evaluate_model, train_model
+from audit.report import AuditConfig
+from audit.synth import make_synthetic
+from audit.training import TrainConfig
+
+GROUP_BY = ["skin_tone", "kind"]
+PLANTED = {1: ("skin_tone", "dark"), 0: ("kind", "object")}
+PLANTED_PREVALENCE = {"skin_tone": {"light": 0.5, "medium": 0.45, "dark": 0.05},
+                      "kind": {"scene": 0.475, "texture": 0.475, "object": 0.05}}
+
+
+def planted_auc(samples, attributes) -> dict[str, float]:
+    out = {}
+    for cls, (attr, value) in PLANTED.items():
+        members = samples["label"].to_numpy() == cls
+        truth = attributes[attr].to_numpy()[members] == value
+        out[f"{attr}={value}"] = float(roc_auc_score(truth, samples["sampling_weight"].to_numpy()[members]))
+    return out
+
+
+def run_seed(seed: int, args, work: Path, log) -> dict:
+    train_ds = make_synthetic(args.faces, args.nonfaces, args.image_size, seed=seed, balanced=True,
+                              prevalence=PLANTED_PREVALENCE)
+    test_ds = make_synthetic(args.test_per_class, args.test_per_class, args.image_size, seed=seed + 1000,
+                             balanced=True)
+    rows = {}
+    for name in ["standard", *args.estimators]:
+        method = "standard" if name == "standard" else "dbvae"
+        model_dir = work / f"seed{seed}-{name}"
+        t = time.perf_counter()
+        train_model(train_ds, model_dir, ModelConfig(method=method, image_size=args.image_size),
+                    TrainConfig(epochs=args.epochs, seed=seed, density=name if method == "dbvae" else "histogram"),
+                    progress=False)
+        metrics = evaluate_model(model_dir, test_ds, GROUP_BY)
+        row = {"worst_group_accuracy": metrics["worst_group_accuracy"], "worst_group": metrics["worst_group"],
+               "overall_accuracy": metrics["overall"]["accuracy"], "train_seconds": time.perf_counter() - t}
+        if method == "dbvae":
+            audit = audit_dataset(train_ds, model_dir, work / f"seed{seed}-{name}-audit", AuditConfig(density=name),
+                                  with_figures=False)
+            row["audit_auc"] = planted_auc(audit.samples, train_ds.attributes)
+        rows[name] = row
+        log(f"  seed {seed} {name:18s} worst group {row['worst_group_accuracy']:.3f} "
+            f"overall {row['overall_accuracy']:.3f}" +
+            ("".join(f"  AUC {k} {v:.3f}" for k, v in row.get("audit_auc", {}).items())))
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--faces", type=int, default=3000)
+    p.add_argument("--nonfaces", type=int, default=3000)
+    p.add_argument("--test-per-class", type=int, default=600)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--estimators", nargs="+", default=list(ESTIMATORS), choices=list(ESTIMATORS))
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not the figures")
+    args = p.parse_args()
+    if args.quick:
+        args.faces = args.nonfaces = 200
+        args.test_per_class, args.image_size, args.epochs = 60, 32, 1
+
+    print(f"quality: {args.faces}+{args.nonfaces} training images at {args.image_size}px, {args.epochs} epochs, "
+          f"balanced test set of {2 * args.test_per_class}, seeds {args.seeds}", flush=True)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="debias-bench-") as tmp:
+        for seed in args.seeds:
+            results[seed] = run_seed(seed, args, Path(tmp), lambda m: print(m, flush=True))
+
+    print("\nmean over seeds")
+    print(f"{'model':24s} {'worst group':>11s} {'vs standard':>11s} {'AUC dark faces':>14s} {'AUC objects':>11s}")
+    base = np.mean([r["standard"]["worst_group_accuracy"] for r in results.values()])
+    for name in ["standard", *args.estimators]:
+        worst = np.mean([r[name]["worst_group_accuracy"] for r in results.values()])
+        label = name if name == 'standard' else f'dbvae/{name}'
+        line = f"{label:24s} {worst:11.3f} {100 * (worst - base):+10.1f}p"
+        if name != "standard":
+            aucs = [np.mean([r[name]["audit_auc"][k] for r in results.values()]) for k in
+                    ("skin_tone=dark", "kind=object")]
+            line += f" {aucs[0]:14.3f} {aucs[1]:11.3f}"
+        print(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
