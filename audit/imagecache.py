@@ -322,7 +322,9 @@ def decode_image(path: Path, size: int, max_pixels: int, name: str, source: str)
     except Image.DecompressionBombError as e:  # PIL's own guard, in case max_pixels exceeds it
         raise DatasetError(f"image {name} in {source} is too large to decode safely: {e}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # UnidentifiedImageError is an OSError
-        raise DatasetError(f"cannot read image {name} in {source}: {e}; replace or remove the file") from None
+        # PIL's message names the file by its full path (a temporary folder for zips): say `name` instead.
+        why = str(e).replace(str(path), name)
+        raise DatasetError(f"cannot read image {name} in {source}: {why}; replace or remove the file") from None
     return fit_image(arr, size)
 
 

@@ -64,12 +64,16 @@ def _check_image_size(model, dataset: ImageDataset) -> None:
 
 
 def traversal(model, mu: np.ndarray, labels: np.ndarray, feature: dict, device, steps: int = 9):
-    """Decode images along one latent feature, others held at the class mean."""
-    cls = 1 if feature.get("class", "positive") == "positive" else 0
-    z_class = mu[labels == cls]
-    values = np.quantile(z_class[:, feature["dimension"]], np.linspace(0.01, 0.99, steps))
+    """Decode images along one latent feature of the positives, the others held at their mean.
+
+    The sweep spans the class mean +/- 3 standard deviations of that dimension:
+    narrower sweeps barely change the decoded face.
+    """
+    z_class = mu[labels == 1]
+    d = feature["dimension"]
+    values = z_class[:, d].mean() + np.linspace(-3, 3, steps) * z_class[:, d].std()
     z = np.repeat(z_class.mean(0, keepdims=True), steps, 0)
-    z[:, feature["dimension"]] = values
+    z[:, d] = values
     return decode(model, z, device), values
 
 
@@ -85,15 +89,19 @@ def write_figures(folder: Path, model, dataset: ImageDataset, result: AuditResul
                                          title=f"{name} samples by sampling probability")
         written[f"sampling_extremes_{name}"] = path.name
     features = report["under_represented_features"]
-    strips, names, values = [], [], []
-    for f in features:
-        images, vals = traversal(model, result.mu, labels, f, device)
-        strips.append(images), values.append(vals)
-        names.append(f"latent {f['dimension']} (rank {f['rank']}, {f.get('class', '')})")
-    written["traversals"] = figures.traversal_strips(strips, names, values, folder / "traversals.png",
-                                                     title="Top under-represented latent features").name
-    hist = [{**report["latent_histograms"][f["dimension"]], "rank": f["rank"], "rare_range": f.get("rare_range")}
-            for f in features]
+    # The decoder rebuilds positives only: traversals of negatives' features would show nothing real.
+    shown = [f for f in features if f["class"] == "positive"]
+    if shown:
+        strips, names, values = [], [], []
+        for f in shown:
+            images, vals = traversal(model, result.mu, labels, f, device)
+            strips.append(images), values.append(vals)
+            names.append(f"latent {f['dimension']} (rank {f['rank']})")
+        written["traversals"] = figures.traversal_strips(
+            strips, names, values, folder / "traversals.png",
+            title="Top under-represented latent features of the positives (mean +/- 3 sd)").name
+    hist = [{**report["latent_histograms"][f["dimension"]], "rank": f"{f['rank']}, {f['class']}",
+             "rare_range": f.get("rare_range")} for f in features]
     written["latent_histograms"] = figures.latent_histograms(hist, folder / "latent_histograms.png",
                                                              title="Histograms of the top features").name
     rng = np.random.default_rng(0)

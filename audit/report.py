@@ -145,35 +145,36 @@ def latent_histograms(mu: np.ndarray, labels: np.ndarray, bins: int) -> list[dic
 
 def rank_under_represented(mu: np.ndarray, labels: np.ndarray, weight: np.ndarray,
                            cfg: AuditConfig) -> list[dict]:
-    """Latent features whose values are rare: where the most up-weighted samples stand apart.
+    """Per class, the latent features whose values are rare: where the most up-weighted samples stand apart.
 
-    Per class, the top decile by sampling weight is compared with the rest on
-    every dimension (standardised mean difference); a feature's score is its
-    largest difference over the classes.  Its rare range is where the
-    up-weighted samples sit.
+    Within a class, the top decile by sampling weight is compared with the rest
+    on every dimension; the `top_features` largest mean differences are that
+    class's features, ranked from 1.  Differences are in latent units: the
+    VAE's prior gives every dimension the same scale, and a standardised
+    difference would rank nearly-unused dimensions (tiny spread, no visible
+    effect) first.  A feature's
+    rare range is where the up-weighted samples sit.  Positives come first:
+    the decoder only rebuilds positives, so only their features can be shown
+    as traversals.
     """
-    d = mu.shape[1]
-    best = np.zeros(d)
-    detail: dict[int, dict] = {}
-    for cls in np.unique(labels):
+    out = []
+    for cls in sorted(np.unique(labels).tolist(), reverse=True):
         m = np.flatnonzero(labels == cls)
         if len(m) < 10:
             continue
         z, w = mu[m], weight[m]
         top = w >= np.quantile(w, 0.9)
         std = z.std(0) + 1e-8
-        diff = (z[top].mean(0) - z[~top].mean(0)) / std
-        for i in np.flatnonzero(np.abs(diff) > best):
-            best[i] = abs(diff[i])
-            rare = z[top, i]
-            lo, hi = np.quantile(rare, [0.1, 0.9])
-            share = float(((z[:, i] >= lo) & (z[:, i] <= hi)).mean())
-            detail[i] = {"class": CLASS_NAMES[int(cls)], "direction": "high" if diff[i] > 0 else "low",
-                         "rare_range": [float(lo), float(hi)], "share_in_rare_range": share,
-                         "class_mean": float(z[:, i].mean()), "class_std": float(std[i])}
-    order = np.argsort(-best)[: cfg.top_features]
-    return [{"rank": r + 1, "dimension": int(i), "score": float(best[i]), **detail.get(int(i), {})}
-            for r, i in enumerate(order)]
+        diff = z[top].mean(0) - z[~top].mean(0)
+        for rank, i in enumerate(np.argsort(-np.abs(diff))[: cfg.top_features], 1):
+            lo, hi = np.quantile(z[top, i], [0.1, 0.9])
+            out.append({"class": CLASS_NAMES[int(cls)], "rank": rank, "dimension": int(i),
+                        "score": float(abs(diff[i])), "standardized_difference": float(diff[i] / std[i]),
+                        "direction": "high" if diff[i] > 0 else "low",
+                        "rare_range": [float(lo), float(hi)],
+                        "share_in_rare_range": float(((z[:, i] >= lo) & (z[:, i] <= hi)).mean()),
+                        "class_mean": float(z[:, i].mean()), "class_std": float(std[i])})
+    return out
 
 
 def _encode_groups(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:

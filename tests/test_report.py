@@ -44,7 +44,9 @@ def test_planted_minority_is_up_weighted_in_both_classes(planted, density):
 
 def test_report_finds_feature_attribute_and_representation(planted):
     mu, labels, rare, attributes = planted
-    report = audit_latents(mu, labels, AuditConfig(top_features=3), attributes=attributes).report
+    # The lab histogram (max over dimensions) also up-weights tails of noise dimensions; the product does not.
+    report = audit_latents(mu, labels, AuditConfig(top_features=3, density="histogram-product"),
+                           attributes=attributes).report
     top = report["under_represented_features"][0]
     assert top["dimension"] == 2 and top["direction"] == "high" and top["rank"] == 1
     assert top["rare_range"][1] > 3

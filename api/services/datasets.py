@@ -43,15 +43,25 @@ def check_filename(filename: str | None) -> str:
     return suffix
 
 
-def load(settings: Settings, ds_row: Dataset) -> ImageDataset:
-    """The stored dataset, memory-mapped from its decoded cache."""
+def load(settings: Settings, ds_row: Dataset, display: str | None = None) -> ImageDataset:
+    """The stored dataset, memory-mapped from its decoded cache.
+
+    The engine names the file by its path; messages and problems name it as the client knows it
+    (`display`, else the dataset's name): a server path is nobody's business.
+    """
     folder = dataset_dir(settings, ds_row.id)
     source = next(folder.glob("upload.*"), None)
     if source is None:
         raise DatasetError(f"the files of dataset {ds_row.id} are missing; upload it again")
-    return load_dataset(source, image_size=ds_row.image_size, positive=ds_row.positive, cache_dir=folder / "cache",
-                        max_pixels=settings.max_image_pixels, max_zip_entries=settings.max_zip_entries,
-                        max_zip_bytes=settings.max_zip_bytes)
+    shown = display or ds_row.name
+    try:
+        ds = load_dataset(source, image_size=ds_row.image_size, positive=ds_row.positive,
+                          cache_dir=folder / "cache", max_pixels=settings.max_image_pixels,
+                          max_zip_entries=settings.max_zip_entries, max_zip_bytes=settings.max_zip_bytes)
+    except DatasetError as exc:
+        raise DatasetError(str(exc).replace(str(source), shown)) from None
+    ds.source, ds.problems = shown, [p.replace(str(source), shown) for p in ds.problems]
+    return ds
 
 
 def ingest(session: Session, settings: Settings, owner_id: int, upload: Path, filename: str,
@@ -70,7 +80,7 @@ def ingest(session: Session, settings: Settings, owner_id: int, upload: Path, fi
     try:
         folder.mkdir(parents=True)
         upload.rename(folder / f"upload{suffix}")
-        ds = load(settings, row)
+        ds = load(settings, row, display=filename)
         counts = ds.class_counts()
         row.n_samples, row.n_positive, row.n_negative = len(ds), counts[1], counts[0]
         row.attributes = _attribute_counts(ds)
