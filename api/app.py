@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from audit import __version__
 from audit.errors import DebiasError
 
+from .auth import KeyCache
 from .db import make_engine, make_sessionmaker
 from .multipart import UploadError
 from .routes import audits, datasets, health, jobs, models
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, start_worker: bool | None = Non
     app = FastAPI(title="debias", version=__version__, lifespan=lifespan,
                   description="Audit image datasets for bias with a DB-VAE; retrain with debiased sampling.")
     app.state.settings, app.state.engine, app.state.sessions = settings, engine, sessions
+    app.state.key_cache = KeyCache()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
     app.add_exception_handler(NotFound, _error(404))

@@ -8,6 +8,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,6 +19,44 @@ from .db import utcnow
 from .tables import ApiKey, Owner
 
 KEY_PREFIX = "dbk"
+# Verified keys are remembered this long, so a polling client costs no database round trips
+# for authentication; a revoked key stops working within this time.
+CACHE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts for: the owner behind its API key."""
+
+    id: int
+    name: str
+
+
+class KeyCache:
+    """Verified keys of one database (each app holds its own)."""
+
+    def __init__(self, max_entries: int = 10_000):
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+        self._max = max_entries
+
+    def get(self, digest: str) -> Principal | None:
+        hit = self._entries.get(digest)
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        return hit[0]
+
+    def put(self, digest: str, principal: Principal) -> None:
+        with self._lock:
+            if len(self._entries) >= self._max:
+                self._entries.clear()
+            self._entries[digest] = (principal, time.monotonic() + CACHE_SECONDS)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
 
 
 def _hash(key: str) -> str:
@@ -39,14 +80,22 @@ def create_key(session: Session, owner_name: str, key_name: str = "default") -> 
     return owner, key
 
 
-def owner_for_key(session: Session, key: str) -> Owner | None:
+def owner_for_key(session: Session, key: str, cache: KeyCache | None = None) -> Principal | None:
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         return None
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1], ApiKey.revoked_at.is_(None)))
-    if row is None or not hmac.compare_digest(row.key_hash, _hash(key)):
+    digest = _hash(key)
+    cached = cache.get(digest) if cache is not None else None
+    if cached is not None:
+        return cached
+    row = session.execute(select(ApiKey.key_hash, Owner.id, Owner.name).join(Owner, Owner.id == ApiKey.owner_id)
+                          .where(ApiKey.prefix == parts[1], ApiKey.revoked_at.is_(None))).first()
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
-    return session.get(Owner, row.owner_id)
+    principal = Principal(row.id, row.name)
+    if cache is not None:
+        cache.put(digest, principal)
+    return principal
 
 
 def ensure_local_key(session: Session) -> str | None:

@@ -26,6 +26,8 @@ def _service_commands(sub: argparse._SubParsersAction) -> dict:
     k = keys.add_parser("create", help="create an API key (printed once)")
     k.add_argument("--name", required=True, help="the owner the key acts for (created if new)")
     k.add_argument("--label", default="cli", help="what the key is for")
+    k = keys.add_parser("revoke", help="revoke a key (by the part after dbk_, before the next _)")
+    k.add_argument("prefix")
     return {"serve": cmd_serve, "worker": cmd_worker, "db": cmd_db, "keys": cmd_keys}
 
 
@@ -87,12 +89,17 @@ def cmd_db(args) -> None:
 
 
 def cmd_keys(args) -> None:
-    from .auth import create_key
+    from .auth import CACHE_SECONDS, create_key, revoke
     from .db import make_engine, make_sessionmaker
 
     settings = _settings()
     engine = make_engine(settings.resolved_database_url)
     with make_sessionmaker(engine)() as session:
+        if args.keys_action == "revoke":
+            if not revoke(session, args.prefix):
+                raise DebiasError(f"no active key with prefix {args.prefix!r}")
+            print(f"revoked; running servers stop accepting it within {CACHE_SECONDS:.0f} s")
+            return
         try:
             owner, key = create_key(session, args.name, args.label)
         except ValueError as exc:

@@ -57,7 +57,8 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # No pre-ping: it costs a round trip per request; recycling covers connections the server dropped.
+    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -8,9 +8,8 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from .auth import owner_for_key
+from .auth import Principal, owner_for_key
 from .settings import Settings
-from .tables import Owner
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `debias keys create`")
 
@@ -28,16 +27,16 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_owner(session: SessionDep,
-              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Owner:
+def get_owner(request: Request, session: SessionDep,
+              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key: send 'Authorization: Bearer <key>'",
                             headers={"WWW-Authenticate": "Bearer"})
-    owner = owner_for_key(session, credentials.credentials)
+    owner = owner_for_key(session, credentials.credentials, request.app.state.key_cache)
     if owner is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key",
                             headers={"WWW-Authenticate": "Bearer"})
     return owner
 
 
-CurrentOwner = Annotated[Owner, Depends(get_owner)]
+CurrentOwner = Annotated[Principal, Depends(get_owner)]

@@ -85,7 +85,7 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=3, help="epochs per run")
-    p.add_argument("--rounds", type=int, default=2, help="interleaved runs of each loop")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved runs of each loop")
     p.add_argument("--device")
     args = p.parse_args()
     device = pick_device(args.device)
@@ -108,12 +108,20 @@ def main() -> None:
         for _ in range(args.epochs):
             bare_epoch(model, opt, images_t, labels_t, args.batch_size, steps, rng, cfg.kl_weight)
 
+    def run_project(out: Path):
+        return train(ds, cfg, TrainConfig(epochs=args.epochs, batch_size=args.batch_size, device=str(device)),
+                     out, progress=False)
+
     project, bare, project_steps = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
+        # Warm-up of both (allocator, thread pools, first-call costs), not timed.
+        saved_epochs, args.epochs = args.epochs, 1
+        run_project(Path(tmp) / "warm")
+        run_bare()
+        args.epochs = saved_epochs
         for r in range(args.rounds):  # whole runs, interleaved so machine noise hits both alike
             t = time.perf_counter()
-            result = train(ds, cfg, TrainConfig(epochs=args.epochs, batch_size=args.batch_size, device=str(device)),
-                           Path(tmp) / f"m{r}", progress=False)
+            result = run_project(Path(tmp) / f"m{r}")
             project.append(time.perf_counter() - t)
             project_steps.append(sum(h["seconds"] for h in result.history))
             t = time.perf_counter()

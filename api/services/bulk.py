@@ -15,7 +15,11 @@ def bulk_insert(session: Session, table: Table, columns: Sequence[str], rows: It
     json_cols = {i for i, c in enumerate(columns) if table.c[c].type.__class__.__name__ == "JSON"}
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        return _copy(conn, table, columns, rows, json_cols)
+        n = _copy(conn, table, columns, rows, json_cols)
+        # Fresh statistics now: with none, the planner takes a million new rows for a few dozen
+        # and sorts them all for a filtered page (300 ms instead of 2 ms).
+        conn.exec_driver_sql(f'ANALYZE "{table.name}"')
+        return n
     n = 0
     chunk: list[dict] = []
     stmt = insert(table)
