@@ -220,7 +220,8 @@ def cmd_compare(args) -> None:
         except FileNotFoundError:
             raise DebiasError(f"no such metrics file: {path}") from None
         except json.JSONDecodeError as exc:
-            raise DebiasError(f"{path} is not JSON ({exc.msg}); pass files written by `debias evaluate --out`") from None
+            raise DebiasError(f"{path} is not JSON ({exc.msg}); pass files written by `debias evaluate --out`") \
+                from None
         if "groups" not in named[name]:
             raise DebiasError(f"{path} has no 'groups'; pass files written by `debias evaluate --out`")
     print(format_comparison(named))

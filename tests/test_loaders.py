@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from audit import imagecache, loaders
+from audit import imagecache
 from audit.errors import DatasetError
 from audit.loaders import load_dataset
 

@@ -119,8 +119,8 @@ def list_anomalies(request: Request, audit_id: int, session: SessionDep, owner: 
 
 @router.get("/v1/audits/{audit_id}/samples", response_model=ScorePage,
             responses={200: {"content": {"text/csv": {}}}})
-def list_samples(request: Request, audit_id: int, session: SessionDep, owner: CurrentOwner, order: Order = "sampling_weight",
-                 limit: Limit = 50, cursor: str | None = None,
+def list_samples(request: Request, audit_id: int, session: SessionDep, owner: CurrentOwner,
+                 order: Order = "sampling_weight", limit: Limit = 50, cursor: str | None = None,
                  label: Annotated[int | None, Query(ge=0, le=1)] = None, attribute: Attribute = None,
                  min_score: float | None = None, format: Literal["json", "csv"] = "json"):
     """Samples by `order` (sampling_weight: the most under-represented first)."""

@@ -17,7 +17,7 @@ from audit.errors import DebiasError
 
 from ..settings import Settings
 from ..tables import Audit, AuditScore, Job
-from . import Conflict, NotFound
+from . import Conflict, owned
 from . import datasets as dataset_service
 from . import jobs as job_service
 from . import models as model_service
@@ -67,10 +67,7 @@ def start_audit(session: Session, settings: Settings, owner_id: int, dataset_id:
 
 
 def get(session: Session, owner_id: int, audit_id: int) -> Audit:
-    audit = session.get(Audit, audit_id)
-    if audit is None or audit.owner_id != owner_id:
-        raise NotFound(f"audit {audit_id} not found")
-    return audit
+    return owned(session, Audit, owner_id, audit_id, "audit")
 
 
 def get_ready(session: Session, owner_id: int, audit_id: int) -> Audit:

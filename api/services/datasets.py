@@ -17,7 +17,7 @@ from audit.loaders import load_dataset
 
 from ..settings import Settings
 from ..tables import Audit, AuditScore, Dataset, Evaluation, Job, Sample, TrainedModel
-from . import Conflict, NotFound
+from . import Conflict, NotFound, owned
 from .bulk import bulk_insert
 
 FORMATS = {".zip": "zip", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
@@ -116,10 +116,7 @@ def _attribute_counts(ds: ImageDataset) -> dict[str, dict[str, int]]:
 
 
 def get(session: Session, owner_id: int, dataset_id: int) -> Dataset:
-    row = session.get(Dataset, dataset_id)
-    if row is None or row.owner_id != owner_id:
-        raise NotFound(f"dataset {dataset_id} not found")
-    return row
+    return owned(session, Dataset, owner_id, dataset_id, "dataset")
 
 
 def list_for(session: Session, owner_id: int) -> list[Dataset]:

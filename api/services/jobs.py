@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from ..db import utcnow
 from ..tables import Job
-from . import Conflict, NotFound
+from . import Conflict, owned
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -36,10 +36,7 @@ def enqueue(session: Session, owner_id: int, kind: str, payload: dict, dataset_i
 
 
 def get(session: Session, owner_id: int, job_id: int) -> Job:
-    job = session.get(Job, job_id)
-    if job is None or job.owner_id != owner_id:
-        raise NotFound(f"job {job_id} not found")
-    return job
+    return owned(session, Job, owner_id, job_id, "job")
 
 
 def list_for(session: Session, owner_id: int, status: str | None = None, limit: int = 100) -> list[Job]:

@@ -8,7 +8,7 @@ from audit.errors import DebiasError
 
 from ..settings import Settings
 from ..tables import Dataset, Evaluation, Job, TrainedModel
-from . import Conflict, NotFound
+from . import Conflict, owned
 from . import datasets as dataset_service
 from . import jobs as job_service
 
@@ -32,10 +32,7 @@ def start_training(session: Session, settings: Settings, owner_id: int, dataset_
 
 
 def get(session: Session, owner_id: int, model_id: int) -> TrainedModel:
-    model = session.get(TrainedModel, model_id)
-    if model is None or model.owner_id != owner_id:
-        raise NotFound(f"model {model_id} not found")
-    return model
+    return owned(session, TrainedModel, owner_id, model_id, "model")
 
 
 def list_for(session: Session, owner_id: int, dataset_id: int | None = None) -> list[TrainedModel]:
@@ -78,10 +75,7 @@ def start_evaluation(session: Session, settings: Settings, owner_id: int, model_
 
 
 def get_evaluation(session: Session, owner_id: int, evaluation_id: int) -> Evaluation:
-    ev = session.get(Evaluation, evaluation_id)
-    if ev is None or ev.owner_id != owner_id:
-        raise NotFound(f"evaluation {evaluation_id} not found")
-    return ev
+    return owned(session, Evaluation, owner_id, evaluation_id, "evaluation")
 
 
 def list_evaluations(session: Session, owner_id: int, model_id: int | None = None) -> list[Evaluation]:
