@@ -120,3 +120,12 @@ def test_kde_counts_a_compact_minority_as_rare(rng):
     z[:20, 2] += 6.0                                           # 5%, as tight as the majority
     w = inverse_density_weights(KernelDensity().fit(z).score_samples(z))
     assert w[:20].mean() > 3 * w[20:].mean()
+
+
+def test_gmm_with_one_component_is_the_gaussian_of_the_whitened_data(rng):
+    z = rng.normal(size=(200, 1)) * 4 + 3
+    est = GaussianMixtureDensity(n_components=1).fit(z)
+    x = (z[:, 0] - z.mean()) / z.std(ddof=1)                  # PCA whitening of one dimension
+    var = x.var() + est.mixture_.reg_covar                      # maximum likelihood, plus the regulariser
+    expected = -0.5 * np.log(2 * np.pi * var) - 0.5 * x ** 2 / var
+    np.testing.assert_allclose(est.score_samples(z), expected, rtol=1e-6)
