@@ -68,8 +68,8 @@ class Worker:
         try:
             runner.run(ctx)
         except job_service.JobLost:
+            # Its folders now belong to the worker that took it over: leave them alone.
             log.warning("job %s was taken over by another worker; dropping our work", job.id)
-            runner.discard(ctx)
         except job_service.JobCancelled:
             runner.discard(ctx)
             self._close(ctx, "cancelled", "cancelled")
