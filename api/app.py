@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from audit import __version__
 from audit.errors import DebiasError
@@ -18,6 +19,8 @@ from .routes import audits, datasets, health, jobs, models
 from .services import Conflict, NotFound
 from .services.audits import InvalidCursor
 from .settings import Settings
+from .web import STATIC_DIR
+from .web import pages as web_pages
 from .worker import Worker
 
 log = logging.getLogger("debias.api")
@@ -66,4 +69,6 @@ def create_app(settings: Settings | None = None, start_worker: bool | None = Non
 
     for module in (health, datasets, audits, models, jobs):
         app.include_router(module.router)
+    app.include_router(web_pages.router)  # the web pages, at /
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

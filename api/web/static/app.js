@@ -1,0 +1,246 @@
+/* debias pages: upload with progress, forms that call the JSON API, live job progress bars.
+   No framework, no network beyond this site: every request goes to the app that served the page,
+   authenticated by its http-only sign-in cookie. */
+(function () {
+  "use strict";
+
+  var POLL_MS = 500;
+  var FINISHED = { succeeded: true, failed: true, cancelled: true };
+
+  function detailText(body, status) {
+    if (body && typeof body.detail === "string") return body.detail;
+    if (body && Array.isArray(body.detail)) {  // a validation error: one line per field
+      return body.detail.map(function (d) {
+        return (d.loc || []).filter(function (p) { return p !== "body"; }).join(".") + ": " + d.msg;
+      }).join("; ");
+    }
+    return "the request failed (HTTP " + status + ")";
+  }
+
+  function showError(el, text) {
+    if (!el) return;
+    el.textContent = text;
+    el.hidden = !text;
+  }
+
+  function fill(template, values) {
+    return template.replace(/\{(\w+)\}/g, function (_, k) { return values[k] === undefined ? "" : values[k]; });
+  }
+
+  /* ---------------------------------------------------------------- upload */
+  function initUpload(form) {
+    var input = form.querySelector("input[type=file]");
+    var zone = form.querySelector("[data-dropzone]");
+    var nameEl = form.querySelector("[data-file-name]");
+    var box = form.querySelector(".upload-progress");
+    var bar = form.querySelector("progress");
+    var status = form.querySelector("[data-upload-status]");
+    var error = form.querySelector("[data-upload-error]");
+    var button = form.querySelector("button[type=submit]");
+
+    function chosen() {
+      var f = input.files && input.files[0];
+      nameEl.textContent = f ? f.name + " (" + Math.max(1, Math.round(f.size / 1024)) + " KiB)" : "no file chosen";
+    }
+    input.addEventListener("change", chosen);
+    ["dragenter", "dragover"].forEach(function (t) {
+      zone.addEventListener(t, function (e) { e.preventDefault(); zone.classList.add("dragging"); });
+    });
+    ["dragleave", "drop"].forEach(function (t) {
+      zone.addEventListener(t, function () { zone.classList.remove("dragging"); });
+    });
+    zone.addEventListener("drop", function (e) {
+      e.preventDefault();
+      if (e.dataTransfer && e.dataTransfer.files.length) {
+        input.files = e.dataTransfer.files;
+        chosen();
+      }
+    });
+
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      showError(error, "");
+      var file = input.files && input.files[0];
+      if (!file) { showError(error, "Choose a dataset file first."); input.focus(); return; }
+      var max = Number(form.dataset.maxBytes || 0);
+      if (max && file.size > max) { showError(error, file.name + " is over the upload limit of " + max + " bytes."); return; }
+      var data = new FormData(form);
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", form.getAttribute("action"));
+      xhr.setRequestHeader("Accept", "application/json");
+      box.hidden = false;
+      bar.value = 0;
+      status.textContent = "uploading…";
+      button.disabled = true;
+      xhr.upload.onprogress = function (ev) {
+        if (!ev.lengthComputable) return;
+        var p = Math.round(100 * ev.loaded / ev.total);
+        bar.value = p;
+        bar.textContent = p + "%";
+        status.textContent = "uploading: " + p + "%";
+      };
+      xhr.upload.onload = function () {
+        bar.value = 100;
+        status.textContent = "uploaded; validating and decoding the images…";
+      };
+      xhr.onload = function () {
+        var body = null;
+        try { body = JSON.parse(xhr.responseText); } catch (err) { body = null; }
+        if (xhr.status === 201 && body) {
+          status.textContent = "done: " + body.n_samples + " samples";
+          window.location.assign("/datasets/" + body.id);
+          return;
+        }
+        button.disabled = false;
+        status.textContent = "refused";
+        showError(error, "The upload was refused: " + detailText(body, xhr.status));
+      };
+      xhr.onerror = function () {
+        button.disabled = false;
+        status.textContent = "failed";
+        showError(error, "The upload failed: the server could not be reached.");
+      };
+      xhr.send(data);
+    });
+  }
+
+  /* ---------------------------------------------------------------- jobs */
+  function finishJob(el, job) {
+    el.dataset.status = job.status;
+    var group = el.closest("[data-reload-when-done]");
+    if (job.status === "succeeded") {
+      if (group) {
+        var open = group.querySelectorAll("[data-job]:not([data-status=succeeded])");
+        if (!open.length) { window.location.reload(); return; }
+      }
+      var p = document.createElement("p");
+      p.className = "job-done";
+      var a = document.createElement("a");
+      a.href = el.dataset.doneHref || "#";
+      a.textContent = el.dataset.doneText || "done";
+      p.appendChild(a);
+      el.replaceWith(p);
+    } else {
+      var msg = document.createElement("p");
+      msg.className = job.status === "failed" ? "error" : "muted";
+      msg.setAttribute("role", "alert");
+      msg.textContent = (el.dataset.what || "job " + job.id) + " " + job.status +
+        (job.error ? ": " + job.error : job.message ? ": " + job.message : "");
+      el.replaceWith(msg);
+    }
+  }
+
+  function watchJob(el) {
+    var id = el.dataset.job;
+    var bar = el.querySelector("progress");
+    var message = el.querySelector(".job-message");
+    function tick() {
+      fetch("/v1/jobs/" + id, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.json().then(function (b) { return { ok: r.ok, status: r.status, body: b }; }); })
+        .then(function (res) {
+          if (!res.ok) { message.textContent = detailText(res.body, res.status); return; }
+          var job = res.body;
+          bar.value = job.progress;
+          bar.textContent = Math.round(job.progress) + "%";
+          message.textContent = job.status + ": " + job.message;
+          if (FINISHED[job.status]) { finishJob(el, job); return; }
+          setTimeout(tick, POLL_MS);
+        })
+        .catch(function () { setTimeout(tick, POLL_MS * 4); });
+    }
+    setTimeout(tick, POLL_MS);
+  }
+
+  function jobElement(job, href, text, what) {
+    var div = document.createElement("div");
+    div.className = "job";
+    div.dataset.job = job.id;
+    div.dataset.doneHref = href;
+    div.dataset.doneText = text;
+    div.dataset.what = what;
+    var label = document.createElement("label");
+    label.htmlFor = "job-" + job.id + "-bar";
+    label.textContent = what + " (job " + job.id + ")";
+    var bar = document.createElement("progress");
+    bar.id = "job-" + job.id + "-bar";
+    bar.max = 100;
+    bar.value = job.progress;
+    var msg = document.createElement("span");
+    msg.className = "job-message";
+    msg.setAttribute("aria-live", "polite");
+    msg.textContent = job.status + ": " + job.message;
+    div.appendChild(label);
+    div.appendChild(bar);
+    div.appendChild(msg);
+    return div;
+  }
+
+  /* ---------------------------------------------------------------- forms calling the API */
+  function formBody(form) {
+    var body = {};
+    Array.prototype.forEach.call(form.elements, function (el) {
+      if (!el.name || el.disabled || el.type === "submit" || el.type === "button") return;
+      if ((el.type === "checkbox" || el.type === "radio") && !el.checked) return;
+      var value = el.value;
+      var type = el.dataset.type || (el.type === "number" ? "number" : "string");
+      if (value === "" && type !== "array") return;
+      if (type === "number") value = Number(value);
+      var path = el.name.split(".");
+      var target = body;
+      for (var i = 0; i < path.length - 1; i++) target = target[path[i]] = target[path[i]] || {};
+      var key = path[path.length - 1];
+      if (type === "array") (target[key] = target[key] || []).push(value);
+      else target[key] = value;
+    });
+    return body;
+  }
+
+  function initApiForm(form) {
+    var error = form.querySelector("[data-form-error]");
+    var jobs = form.querySelector(".jobs");
+    var button = form.querySelector("button[type=submit]");
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      showError(error, "");
+      var body = JSON.stringify(formBody(form));
+      var urls = form.dataset.api.trim().split(/\s+/);
+      button.disabled = true;
+      Promise.all(urls.map(function (url) {
+        return fetch(url, {
+          method: "POST", credentials: "same-origin", body: body,
+          headers: { "Content-Type": "application/json", Accept: "application/json" }
+        }).then(function (r) {
+          return r.json().catch(function () { return null; }).then(function (b) {
+            if (!r.ok) throw new Error(detailText(b, r.status));
+            return b;
+          });
+        });
+      })).then(function (accepted) {
+        accepted.forEach(function (res) {
+          var href = fill(form.dataset.link || "", res.resource);
+          var text = fill(form.dataset.linkText || "open", res.resource);
+          var el = jobElement(res.job, href, text, (form.dataset.what || "job") + " " + res.job.id);
+          jobs.appendChild(el);
+          watchJob(el);
+        });
+        button.disabled = false;
+      }).catch(function (err) {
+        button.disabled = false;
+        showError(error, "Refused: " + err.message);
+      });
+    });
+  }
+
+  function init() {
+    var upload = document.getElementById("upload-form");
+    if (upload) initUpload(upload);
+    document.querySelectorAll("form.api-form").forEach(initApiForm);
+    document.querySelectorAll("[data-job]").forEach(watchJob);
+    document.querySelectorAll("[data-print]").forEach(function (b) {
+      b.addEventListener("click", function () { window.print(); });
+    });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();

@@ -1,0 +1,490 @@
+"""What the pages show: service results shaped for the templates, charts drawn, images named.
+
+No HTTP types here except what a template needs to link to. Images are named by
+an `Images` object: `LinkedImages` gives URLs into the service (the pages),
+`InlineImages` gives base64 data URIs (the self-contained report download).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audit.errors import DebiasError
+
+from ..routes.shapes import image_url
+from ..services import NotFound
+from ..services import audits as audit_service
+from ..services import datasets as dataset_service
+from ..services import jobs as job_service
+from ..services import models as model_service
+from ..services.runners import audit_dir, model_dir
+from ..settings import Settings
+from ..tables import Audit, AuditScore, Dataset, Evaluation, Job, Sample, TrainedModel
+from . import charts
+from .charts import fmt
+
+CLASS_OF_LABEL = {1: "positive", 0: "negative"}
+LABEL_OF_CLASS = {v: k for k, v in CLASS_OF_LABEL.items()}
+SAMPLE_GRID = 32          # thumbnails on a dataset page
+EXTREMES = 12             # thumbnails per side (lowest / highest sampling probability), per class
+ANOMALY_PAGE = 20         # rows per page of the anomaly table
+DOWNLOAD_ANOMALIES = 50   # rows of the anomaly table in a downloaded report
+TRAVERSAL_STEPS = 9
+TRAVERSAL_MAX_POSITIVES = 4096  # latent means of at most this many positives set a traversal's span
+THUMB_MIN_PX = 64         # traversal cells are enlarged (nearest neighbour) to at least this
+
+
+def label_text(label: int) -> str:
+    return CLASS_OF_LABEL.get(int(label), str(label))
+
+
+# ------------------------------------------------------------------ images
+@dataclass
+class Thumb:
+    src: str
+    alt: str
+    caption: str = ""
+    index: int | None = None
+
+
+class LinkedImages:
+    """Images as URLs the signed-in browser fetches from the service."""
+
+    standalone = False
+
+    def sample(self, dataset_id: int, index: int) -> str:
+        return image_url(dataset_id, index)
+
+    def figure(self, audit: Audit, name: str) -> str | None:
+        file = (audit.report or {}).get("figures", {}).get(name)
+        return f"/v1/audits/{audit.id}/figures/{file}" if file else None
+
+    def traversal(self, audit: Audit, dimension: int) -> str:
+        return f"/audits/{audit.id}/traversals/{dimension}.png"
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image)).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+class InlineImages:
+    """Images inlined as data URIs: the downloaded report needs no server (and no network)."""
+
+    standalone = True
+
+    def __init__(self, settings: Settings, session: Session, owner_id: int):
+        self.settings, self.session, self.owner_id = settings, session, owner_id
+        self._datasets: dict[int, object] = {}
+
+    def sample(self, dataset_id: int, index: int) -> str:
+        if dataset_id not in self._datasets:  # decoded once, then memory-mapped
+            row = dataset_service.get(self.session, self.owner_id, dataset_id)
+            self._datasets[dataset_id] = dataset_service.load(self.settings, row).images
+        return data_uri(png_bytes(self._datasets[dataset_id][index]))
+
+    def figure(self, audit: Audit, name: str) -> str | None:
+        file = (audit.report or {}).get("figures", {}).get(name)
+        path = audit_dir(self.settings, audit.id) / file if file else None
+        return data_uri(path.read_bytes()) if path and path.is_file() else None
+
+    def traversal(self, audit: Audit, dimension: int) -> str:
+        return data_uri(traversal_png(self.settings, self.session, audit, dimension))
+
+
+# ------------------------------------------------------------------ jobs
+def job_view(session: Session, owner_id: int, job_id: int | None) -> Job | None:
+    if job_id is None:
+        return None
+    try:
+        return job_service.get(session, owner_id, job_id)
+    except NotFound:
+        return None
+
+
+# ------------------------------------------------------------------ datasets
+def dataset_summary(row: Dataset) -> dict:
+    return {"row": row, "attributes": {name: len(values) for name, values in row.attributes.items()}}
+
+
+def sample_labels(session: Session, dataset_id: int, indices: list[int]) -> dict[int, tuple[int, dict]]:
+    rows = session.execute(select(Sample.index, Sample.label, Sample.attributes)
+                           .where(Sample.dataset_id == dataset_id, Sample.index.in_(indices)))
+    return {r.index: (r.label, r.attributes or {}) for r in rows}
+
+
+def dataset_page(session: Session, owner_id: int, dataset_id: int) -> dict:
+    row = dataset_service.get(session, owner_id, dataset_id)
+    n = row.n_samples
+    picks = sorted(set(np.linspace(0, n - 1, min(SAMPLE_GRID, n)).round().astype(int).tolist())) if n else []
+    labels = sample_labels(session, row.id, picks)
+    thumbs = []
+    for i in picks:
+        label, attrs = labels.get(i, (None, {}))
+        desc = ", ".join(f"{k} {v}" for k, v in attrs.items() if v is not None)
+        thumbs.append(Thumb(image_url(row.id, i), f"sample {i}, label {label_text(label) if label is not None else '?'}"
+                            + (f", {desc}" if desc else ""), f"#{i} {label_text(label) if label is not None else ''}", i))
+    balance = charts.bar_chart([("positive (1)", row.n_positive), ("negative (0)", row.n_negative)],
+                               f"class balance: {row.n_positive} positive, {row.n_negative} negative",
+                               colors=[charts.CLASS_COLORS["positive"], charts.CLASS_COLORS["negative"]])
+    attribute_charts = []
+    for name, values in row.attributes.items():
+        items = sorted(values.items(), key=lambda kv: -kv[1])
+        summary = ", ".join(f"{v} {c}" for v, c in items)
+        attribute_charts.append({"name": name, "values": items,
+                                 "chart": charts.bar_chart(items, f"attribute {name}: {summary}")})
+    audits = [{"row": a, "job": job_view(session, owner_id, a.job_id)}
+              for a in audit_service.list_for(session, owner_id, row.id)]
+    models = [{"row": m, "job": job_view(session, owner_id, m.job_id)}
+              for m in model_service.list_for(session, owner_id, row.id)]
+    return {"dataset": row, "thumbs": thumbs, "balance": balance, "attribute_charts": attribute_charts,
+            "audits": audits, "models": models}
+
+
+# ------------------------------------------------------------------ audit report
+def extremes(session: Session, audit_id: int, label: int, n: int, lowest: bool) -> list[AuditScore]:
+    """The samples of one class with the lowest (or highest) debiasing sampling weight."""
+    col = AuditScore.sampling_weight
+    order = (col.asc(), AuditScore.sample_index.asc()) if lowest else (col.desc(), AuditScore.sample_index.desc())
+    return list(session.scalars(select(AuditScore).where(AuditScore.audit_id == audit_id, AuditScore.label == label)
+                                .order_by(*order).limit(n)))
+
+
+def score_thumb(images, audit: Audit, r: AuditScore, what: str = "anomaly") -> Thumb:
+    if what == "weight":
+        alt = (f"sample {r.sample_index}, label {label_text(r.label)}, sampling weight {fmt(r.sampling_weight)}, "
+               f"anomaly score {r.anomaly_score:.1f}")
+        caption = f"#{r.sample_index} · w {fmt(r.sampling_weight)}"
+    else:
+        alt = f"sample {r.sample_index}, label {label_text(r.label)}, anomaly score {r.anomaly_score:.1f}"
+        caption = f"#{r.sample_index}"
+    return Thumb(images.sample(audit.dataset_id, r.sample_index), alt, caption, r.sample_index)
+
+
+@dataclass
+class AnomalyQuery:
+    label: int | None = None
+    attribute: str | None = None       # NAME:VALUE
+    min_score: float | None = None
+    cursor: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, label: str | None, attribute: str | None, min_score: str | None, cursor: str | None
+              ) -> AnomalyQuery:
+        q = cls(cursor=cursor or None)
+        if label not in (None, ""):
+            if label in ("0", "1"):
+                q.label = int(label)
+            else:
+                q.errors.append(f"label must be 0 or 1, got {label!r}")
+        if attribute:
+            if ":" in attribute:
+                q.attribute = attribute
+            else:
+                q.errors.append(f"attribute filter {attribute!r} must be NAME:VALUE, e.g. skin_tone:dark")
+        if min_score not in (None, ""):
+            try:
+                q.min_score = float(min_score)
+            except ValueError:
+                q.errors.append(f"minimum score must be a number, got {min_score!r}")
+        return q
+
+    def filter(self) -> audit_service.ScoreFilter:
+        attrs = dict([self.attribute.split(":", 1)]) if self.attribute else {}
+        return audit_service.ScoreFilter(order="anomaly_score", label=self.label, attributes=attrs,
+                                         min_score=self.min_score)
+
+    def params(self, **override) -> dict:
+        out = {"label": self.label, "attribute": self.attribute, "min_score": self.min_score, **override}
+        return {k: v for k, v in out.items() if v is not None and v != ""}
+
+
+def anomaly_rows(session: Session, audit: Audit, q: AnomalyQuery, images, limit: int) -> dict:
+    rows, next_cursor, errors = [], None, list(q.errors)
+    if not errors:
+        try:
+            rows, next_cursor = audit_service.page(session, audit, q.filter(), limit, q.cursor)
+        except (audit_service.InvalidCursor, DebiasError) as exc:
+            errors.append(str(exc))
+    return {"rows": [{"score": r, "thumb": score_thumb(images, audit, r)} for r in rows],
+            "next_cursor": next_cursor, "errors": errors}
+
+
+def _feature_views(audit: Audit, report: dict, images) -> list[dict]:
+    hists = {h["dimension"]: h for h in report.get("latent_histograms", [])}
+    views = []
+    for f in report.get("under_represented_features", []):
+        h = hists.get(f["dimension"])
+        title = f"latent {f['dimension']}, {f['class']} class, rank {f['rank']}"
+        lo, hi = f.get("rare_range") or (None, None)
+        chart = None
+        if h:
+            chart = charts.histogram(h["edges"], h["counts"],
+                                     f"histogram of latent {f['dimension']} per class; rare range of the "
+                                     f"{f['class']} class {fmt(lo)} to {fmt(hi)} shaded",
+                                     highlight=f.get("rare_range"))
+        strip = None
+        if f["class"] == "positive":
+            strip = Thumb(images.traversal(audit, f["dimension"]),
+                          f"latent traversal of latent {f['dimension']}: {TRAVERSAL_STEPS} images decoded as its value "
+                          f"goes from the positive class mean minus 3 standard deviations (left) to plus 3 (right)")
+        views.append({"f": f, "title": title, "chart": chart, "strip": strip})
+    return views
+
+
+def _class_legend(rows: list[dict]) -> list[tuple[str, str]]:
+    classes = sorted({r["class"] for r in rows}, key=lambda c: c != "positive")
+    return [(f"{c} class", charts.CLASS_COLORS.get(c, charts.PALETTE[0])) for c in classes]
+
+
+def _representation(report: dict) -> list[dict]:
+    by_attr: dict[str, list[dict]] = {}
+    for r in report.get("representation", []):
+        by_attr.setdefault(r["attribute"], []).append(r)
+    out = []
+    for name, rows in by_attr.items():
+        rows = sorted(rows, key=lambda r: (r["class"] != "positive", -r["count"]))
+        items = [(r["value"], r["mean_weight_ratio"]) for r in rows]
+        chart = charts.bar_chart(
+            items, f"mean sampling weight relative to uniform per value of {name}, per class: " + ", ".join(
+                f"{r['value']} ({r['class']}) {fmt(r['mean_weight_ratio'])}" for r in rows),
+            reference=1.0, reference_label="uniform = 1",
+            colors=[charts.CLASS_COLORS.get(r["class"], charts.PALETTE[0]) for r in rows], legend=_class_legend(rows))
+        out.append({"attribute": name, "rows": rows, "chart": chart})
+    return out
+
+
+def _relations(report: dict) -> dict:
+    rel = report.get("attribute_relations", [])
+    items = [(r["attribute"], r["strength"]) for r in rel]
+    chart = charts.bar_chart(items, "strength of the relation of each attribute to the latent features (largest eta "
+                                    "squared), per class: " + ", ".join(f"{r['attribute']} ({r['class']}) "
+                                                                        f"{fmt(r['strength'])}" for r in rel),
+                             max_value=1.0, colors=[charts.CLASS_COLORS.get(r["class"], charts.PALETTE[0]) for r in rel],
+                             legend=_class_legend(rel)) if items else None
+    return {"rows": rel, "chart": chart}
+
+
+def audit_page(session: Session, settings: Settings, owner_id: int, audit_id: int, images, q: AnomalyQuery,
+               anomaly_limit: int = ANOMALY_PAGE) -> dict:
+    audit = audit_service.get(session, owner_id, audit_id)
+    dataset = dataset_service.get(session, owner_id, audit.dataset_id)
+    ctx = {"audit": audit, "dataset": dataset, "job": job_view(session, owner_id, audit.job_id),
+           "model": model_service.get(session, owner_id, audit.model_id), "images": images}
+    if audit.status != "ready" or not audit.report:
+        return ctx
+    report = audit.report
+    summary = report.get("summary", {})
+    features = report.get("under_represented_features", [])
+    top = sorted(features, key=lambda f: (f["class"] != "positive", f["rank"]))[:3]
+    side_by_side = []
+    for label in (1, 0):
+        lowest = [score_thumb(images, audit, r, "weight") for r in extremes(session, audit.id, label, EXTREMES, True)]
+        highest = [score_thumb(images, audit, r, "weight") for r in extremes(session, audit.id, label, EXTREMES, False)]
+        if lowest or highest:
+            side_by_side.append({"class": label_text(label), "lowest": lowest, "highest": highest})
+    figures = [(name, images.figure(audit, name)) for name in (report.get("figures") or {})]
+    attribute_options = [f"{name}:{value}" for name, values in dataset.attributes.items() for value in values]
+    ctx.update(report=report, summary=summary, top_features=top, side_by_side=side_by_side,
+               features=_feature_views(audit, report, images), representation=_representation(report),
+               relations=_relations(report), figures=[(n, src) for n, src in figures if src],
+               anomalies=anomaly_rows(session, audit, q, images, anomaly_limit), query=q,
+               attribute_options=attribute_options, anomaly_info=report.get("anomalies", {}),
+               feature_dims={f["dimension"] for f in features})
+    return ctx
+
+
+# ------------------------------------------------------------------ traversal strips
+_locks: dict[int, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock(audit_id: int) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(audit_id, threading.Lock())
+
+
+def traversal_png(settings: Settings, session: Session, audit: Audit, dimension: int) -> bytes:
+    """The decoded traversal strip of one of the audit's positive-class features, as PNG.
+
+    Drawn on first use with the audit's DB-VAE (the strips of all its positive
+    features at once) and kept beside the audit's files, so deleting the dataset
+    deletes them too. The sweep is the one of the report's traversal figure:
+    the class mean +/- 3 standard deviations of that dimension, the others held
+    at their mean (estimated on at most TRAVERSAL_MAX_POSITIVES positives).
+    """
+    features = [f for f in (audit.report or {}).get("under_represented_features", []) if f["class"] == "positive"]
+    if dimension not in {f["dimension"] for f in features}:
+        raise NotFound(f"audit {audit.id} has no traversal for latent {dimension}; traversals are "
+                                     f"drawn for its under-represented features of the positive class")
+    folder = audit_dir(settings, audit.id) / "web"
+    path = folder / f"traversal-{dimension}.png"
+    with _lock(audit.id):
+        if not path.is_file():
+            _draw_traversals(settings, session.get(Dataset, audit.dataset_id), audit, features, folder)
+    return path.read_bytes()
+
+
+def _draw_traversals(settings: Settings, row: Dataset, audit: Audit, features: list[dict], folder: Path) -> None:
+    # Imported here: the pages load torch only when a strip is first drawn.
+    from audit.checkpoint import load_model
+    from audit.inference import predict
+    from audit.models import pick_device
+    from audit.pipeline import traversal
+
+    ds = dataset_service.load(settings, row)
+    device = pick_device(settings.device)
+    model, _ = load_model(model_dir(settings, audit.model_id), device)
+    positives = np.flatnonzero(np.asarray(ds.labels) == 1)
+    if len(positives) > TRAVERSAL_MAX_POSITIVES:
+        positives = np.sort(np.random.default_rng(0).choice(positives, TRAVERSAL_MAX_POSITIVES, replace=False))
+    mu = predict(model, np.asarray(ds.images[positives]), device, want_recon_error=False)["mu"]
+    folder.mkdir(parents=True, exist_ok=True)
+    values = {}
+    for f in features:
+        images, vals = traversal(model, mu, np.ones(len(mu), dtype=int), f, device, steps=TRAVERSAL_STEPS)
+        scale = max(1, -(-THUMB_MIN_PX // images.shape[1]))
+        cells = [np.kron(img, np.ones((scale, scale, 1), dtype=np.uint8)) for img in images]
+        h, w = cells[0].shape[:2]
+        gap = 2
+        strip = np.full((h, len(cells) * (w + gap) - gap, 3), 255, dtype=np.uint8)
+        for k, cell in enumerate(cells):
+            strip[:, k * (w + gap):k * (w + gap) + w] = cell
+        tmp = folder / f".traversal-{f['dimension']}.png.tmp"
+        tmp.write_bytes(png_bytes(strip))
+        tmp.replace(folder / f"traversal-{f['dimension']}.png")
+        values[f["dimension"]] = [float(v) for v in vals]
+    (folder / "traversals.json").write_text(json.dumps(values))
+
+
+# ------------------------------------------------------------------ models and comparison
+def model_label(m: TrainedModel, datasets: dict[int, Dataset] | None = None) -> str:
+    ds = datasets.get(m.dataset_id) if datasets else None
+    method = f"{m.method} ({m.density})" if m.density else m.method
+    epochs = m.options.get("epochs")
+    on = f" on {ds.name}" if ds is not None else f" on dataset {m.dataset_id}"
+    return f"model {m.id}: {method}{on}, {epochs} epoch{'s' if epochs != 1 else ''}"
+
+
+def training_curves(models: list[tuple[str, TrainedModel]], colors: list[str] | None = None) -> list[dict]:
+    """Loss and accuracy per epoch, one line per model."""
+    out = []
+    for key, title, y_format in (("loss", "training loss", fmt), ("accuracy", "training accuracy", charts.pct)):
+        series = [(name, [(h["epoch"], h.get(key)) for h in m.history if h.get(key) is not None])
+                  for name, m in models]
+        if any(pts for _, pts in series):
+            out.append({"title": title, "chart": charts.line_chart(
+                series, f"{title} per epoch: " + "; ".join(
+                    f"{name} " + ", ".join(y_format(y) for _, y in pts) for name, pts in series),
+                y_label=key, y_format=y_format, colors=colors)})
+    return out
+
+
+def model_page(session: Session, owner_id: int, model_id: int) -> dict:
+    model = model_service.get(session, owner_id, model_id)
+    dataset = dataset_service.get(session, owner_id, model.dataset_id)
+    evaluations = model_service.list_evaluations(session, owner_id, model.id)
+    datasets = {d.id: d for d in dataset_service.list_for(session, owner_id)}
+    parts = []
+    if model.history:
+        for key in ("bce", "recon", "kl"):
+            if any(key in h for h in model.history):
+                parts.append((key, [(h["epoch"], h.get(key)) for h in model.history]))
+    return {"model": model, "dataset": dataset, "job": job_view(session, owner_id, model.job_id),
+            "curves": training_curves([(f"model {model.id}", model)]),
+            "parts": charts.line_chart(parts, "loss parts per epoch: classification (bce), reconstruction, KL",
+                                       y_label="loss") if parts else None,
+            "evaluations": [{"row": e, "dataset": datasets.get(e.dataset_id),
+                             "job": job_view(session, owner_id, e.job_id)} for e in evaluations],
+            "label": model_label(model, datasets)}
+
+
+def group_name(group: dict) -> str:
+    parts = [f"label {label_text(group['label'])}" if "label" in group else ""]
+    parts += [f"{k} {v}" for k, v in group.items() if k != "label"]
+    return ", ".join(p for p in parts if p)
+
+
+def _latest(session: Session, model_id: int, dataset_id: int) -> Evaluation | None:
+    return session.scalar(select(Evaluation).where(Evaluation.model_id == model_id,
+                                                   Evaluation.dataset_id == dataset_id)
+                          .order_by(Evaluation.id.desc()).limit(1))
+
+
+def compare_page(session: Session, owner_id: int, model_id: int | None, baseline_id: int | None,
+                 dataset_id: int | None, group_by: list[str] | None) -> dict:
+    datasets = dataset_service.list_for(session, owner_id)
+    by_id = {d.id: d for d in datasets}
+    ready = [m for m in model_service.list_for(session, owner_id) if m.status == "ready"]
+    # Ids named in the address must be the owner's (404 otherwise); missing ones get defaults.
+    for m_id in (model_id, baseline_id):
+        if m_id is not None:
+            model_service.get(session, owner_id, m_id)
+    if dataset_id is not None:
+        dataset_service.get(session, owner_id, dataset_id)
+    ctx: dict = {"datasets": datasets, "models": [(m.id, model_label(m, by_id)) for m in ready],
+                 "model_id": model_id, "baseline_id": baseline_id, "dataset_id": dataset_id, "group_by": group_by}
+    if model_id is None:  # defaults: the newest debiased model vs the newest standard one
+        model_id = ctx["model_id"] = next((m.id for m in ready if m.method == "dbvae"), None)
+    if baseline_id is None:
+        baseline_id = ctx["baseline_id"] = next((m.id for m in ready if m.method == "standard"), None)
+    if dataset_id is None and datasets:
+        dataset_id = ctx["dataset_id"] = datasets[0].id
+    dataset = by_id.get(dataset_id) if dataset_id is not None else None
+    ctx["attributes"] = list(dataset.attributes) if dataset else []
+    if model_id is None or baseline_id is None or dataset is None:
+        return ctx
+    model = model_service.get(session, owner_id, model_id)
+    baseline = model_service.get(session, owner_id, baseline_id)
+    latest = {m.id: model_service.latest_evaluation(session, m.id, dataset.id) for m in (model, baseline)}
+    if group_by is None:  # not chosen yet: what the latest evaluations used, if they agree
+        used = {tuple(e.group_by) for e in latest.values() if e is not None}
+        group_by = list(used.pop()) if len(used) == 1 else []
+    group_by = [g for g in group_by if g in dataset.attributes]
+    ctx["group_by"] = group_by
+    pending, missing = [], []
+    for m in (model, baseline):
+        newest = _latest(session, m.id, dataset.id)
+        if newest is not None and newest.status == "pending":
+            pending.append({"model": m, "job": job_view(session, owner_id, newest.job_id)})
+        elif latest[m.id] is None or list(latest[m.id].group_by) != group_by:
+            missing.append({"model": m, "failed": newest if newest is not None and newest.status == "failed"
+                            else None,
+                            "error": (job_view(session, owner_id, newest.job_id).error
+                                      if newest is not None and newest.status == "failed" and newest.job_id
+                                      else None)})
+    ctx.update(model=model, baseline=baseline, dataset=dataset, pending=pending, missing=missing)
+    if pending or missing:
+        return ctx
+    result = model_service.compare(session, owner_id, model.id, baseline.id, dataset.id)
+    groups = result["groups"]
+    worst_model = min(range(len(groups)), key=lambda i: groups[i]["accuracy"]) if groups else None
+    rows = [(f"{group_name(g['group'])} (n={g['n']})", [g["baseline_accuracy"], g["accuracy"]]) for g in groups]
+    series = [(f"baseline: model {baseline.id} ({baseline.method})", charts.BASELINE_COLOR),
+              (f"model {model.id} ({model.method})", charts.MODEL_COLOR)]
+    bars = charts.grouped_bars(
+        rows, series, "accuracy per group, baseline and compared model: " + "; ".join(
+            f"{name} {charts.pct(v[0])} vs {charts.pct(v[1])}" for name, v in rows),
+        marked=[worst_model] if worst_model is not None else [])
+    ctx.update(result=result, bars=bars, group_rows=groups, series=series,
+               worst_model=group_name(result["model"]["worst_group"]),
+               worst_baseline=group_name(result["baseline"]["worst_group"]),
+               curves=training_curves([(f"baseline: model {baseline.id}", baseline),
+                                       (f"model {model.id}", model)],
+                                      colors=[charts.BASELINE_COLOR, charts.MODEL_COLOR]))
+    return ctx

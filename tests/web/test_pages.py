@@ -1,0 +1,356 @@
+"""The page routes through the ASGI client: sign-in cookie, CSRF defence, owner isolation, what pages show."""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from fastapi.testclient import TestClient
+
+from api.web import STATIC_DIR, TEMPLATES_DIR, charts
+
+from .conftest import LOOPBACK, TRAIN_FAST, key_of, run_jobs, sign_in, upload
+
+
+class Tags(HTMLParser):
+    """Every start tag with its attributes."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def all(self, tag: str) -> list[dict]:
+        return [a for t, a in self.tags if t == tag]
+
+
+def audited(web, app, alice, tiny_npz_bytes) -> tuple[dict, int]:
+    ds = upload(web, alice, tiny_npz_bytes, name="tiny faces").json()
+    r = web.post(f"/v1/datasets/{ds['id']}/audits", headers=alice, json={"training": TRAIN_FAST})
+    assert r.status_code == 202, r.text
+    assert run_jobs(app) == 1
+    return ds, r.json()["resource"]["audit_id"]
+
+
+# --------------------------------------------------------------------------- sign in and out
+
+
+def test_pages_redirect_to_login_without_a_valid_cookie(web):
+    for path in ("/", "/datasets/1", "/audits/1?label=1", "/models/1", "/compare", "/audits/1/download"):
+        r = web.get(path, follow_redirects=False)
+        assert r.status_code == 303, path
+        assert r.headers["location"].startswith("/login?next="), path
+    r = web.get("/audits/1?label=1", follow_redirects=False)
+    assert r.headers["location"] == "/login?next=%2Faudits%2F1%3Flabel%3D1"
+    r = web.get("/login")
+    assert r.status_code == 200 and 'name="key"' in r.text and 'type="password"' in r.text
+    # A stale cookie is cleared on the way to the sign-in page.
+    web.cookies.set("debias_key", "dbk_000000000000_nope")
+    r = web.get("/", follow_redirects=False)
+    assert r.status_code == 303 and 'debias_key=""' in r.headers["set-cookie"]
+
+
+def test_sign_in_sets_an_http_only_strict_session_cookie_and_sign_out_clears_it(web, alice):
+    r = web.post("/login", data={"key": key_of(alice), "next": "/compare"}, headers={"Origin": LOOPBACK},
+                 follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/compare"
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith(f"debias_key={key_of(alice)};")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert "Secure" not in cookie        # plain http on loopback: browsers would not all keep a Secure one
+    assert "Max-Age" not in cookie and "expires" not in cookie.lower()  # a session cookie
+    r = web.get("/")
+    assert r.status_code == 200 and "Signed in as <strong>alice</strong>" in r.text
+    assert web.get("/login", follow_redirects=False).status_code == 303  # already signed in
+    r = web.post("/logout", headers={"Origin": LOOPBACK}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert 'debias_key=""' in r.headers["set-cookie"] and "HttpOnly" in r.headers["set-cookie"]
+    assert web.cookies.get("debias_key") is None
+    assert web.get("/", follow_redirects=False).status_code == 303
+
+
+def test_the_cookie_is_secure_except_on_plain_http_to_loopback(app, alice):
+    for base, secure in (("https://debias.example.org", True), ("http://debias.example.org", True),
+                         ("http://localhost:8000", False), ("http://[::1]:8000", False),
+                         ("https://127.0.0.1", True)):
+        with TestClient(app, base_url=base) as c:
+            r = c.post("/login", data={"key": key_of(alice)}, headers={"Origin": base}, follow_redirects=False)
+            assert r.status_code == 303, (base, r.text)
+            assert ("; Secure" in r.headers["set-cookie"]) is secure, base
+
+
+def test_sign_in_refuses_a_wrong_key_a_foreign_next_and_a_cross_site_form(web, alice):
+    r = web.post("/login", data={"key": "dbk_000000000000_wrong"}, headers={"Origin": LOOPBACK})
+    assert r.status_code == 401 and "not valid" in r.text and "set-cookie" not in r.headers
+    r = web.post("/login", data={"key": ""}, headers={"Origin": LOOPBACK})
+    assert r.status_code == 401 and "Enter your API key" in r.text
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+        r = web.post("/login", data={"key": key_of(alice), "next": target}, headers={"Origin": LOOPBACK},
+                     follow_redirects=False)
+        assert r.headers["location"] == "/", target
+    web.cookies.clear()
+    for headers in ({}, {"Origin": "https://evil.example"}, {"Origin": "null"}):
+        r = web.post("/login", data={"key": key_of(alice)}, headers=headers, follow_redirects=False)
+        assert r.status_code == 403 and "cross-site" in r.text and "set-cookie" not in r.headers, headers
+    r = web.post("/login", data={"key": key_of(alice)}, headers={"Referer": f"{LOOPBACK}/login"},
+                 follow_redirects=False)
+    assert r.status_code == 303
+
+
+# --------------------------------------------------------------------------- the cookie on the JSON API
+
+
+def test_the_cookie_authenticates_the_api_and_a_bearer_header_still_wins(web, alice, bob, tiny_npz_bytes):
+    mine = upload(web, alice, tiny_npz_bytes, name="alice data").json()
+    upload(web, bob, tiny_npz_bytes, name="bob data")
+    sign_in(web, alice)
+    names = [d["name"] for d in web.get("/v1/datasets").json()]
+    assert names == ["alice data"]
+    assert web.get(f"/v1/datasets/{mine['id']}/samples/0/image").headers["content-type"] == "image/png"
+    # With an Authorization header the cookie is not looked at: bob's key acts for bob, a bad one fails.
+    assert [d["name"] for d in web.get("/v1/datasets", headers=bob).json()] == ["bob data"]
+    r = web.get("/v1/datasets", headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401 and r.json() == {"detail": "invalid or revoked API key"}
+    web.cookies.clear()
+    web.cookies.set("debias_key", "dbk_000000000000_revoked")
+    r = web.get("/v1/datasets")
+    assert r.status_code == 401 and "sign in again" in r.json()["detail"]
+
+
+def test_cookie_authenticated_unsafe_requests_must_come_from_this_site(web, alice, tiny_npz_bytes):
+    ds = upload(web, alice, tiny_npz_bytes).json()
+    sign_in(web, alice)
+    url, body = f"/v1/datasets/{ds['id']}/models", {"method": "standard", **TRAIN_FAST}
+    for headers in ({}, {"Origin": "https://evil.example"}, {"Origin": "null"},
+                    {"Referer": "https://evil.example/page"}, {"Origin": "http://127.0.0.1:9999"}):
+        r = web.post(url, json=body, headers=headers)
+        assert r.status_code == 403, (headers, r.text)
+        assert "cross-site request refused" in r.json()["detail"]
+    r = web.delete(f"/v1/datasets/{ds['id']}")
+    assert r.status_code == 403
+    assert web.post(url, json=body, headers={"Origin": LOOPBACK}).status_code == 202
+    assert web.post(url, json=body, headers={"Referer": f"{LOOPBACK}/datasets/{ds['id']}"}).status_code == 202
+    # Reads need no Origin; a bearer request needs none either, cookie or not.
+    assert web.get(f"/v1/datasets/{ds['id']}").status_code == 200
+    assert web.post(url, json=body, headers=alice).status_code == 202
+
+
+# --------------------------------------------------------------------------- pages and owners
+
+
+def test_datasets_page_lists_the_owners_datasets_with_counts_and_an_upload_form(web, alice, bob, tiny_npz_bytes):
+    ds = upload(web, alice, tiny_npz_bytes, name="alice faces").json()
+    upload(web, bob, tiny_npz_bytes, name="bob faces")
+    sign_in(web, alice)
+    r = web.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in r.headers["content-security-policy"] and r.headers["cache-control"] == "no-store"
+    assert "alice faces" in r.text and "bob faces" not in r.text
+    assert f'href="/datasets/{ds["id"]}"' in r.text and "skin_tone (4)" in r.text
+    tags = Tags(r.text)
+    form = next(f for f in tags.all("form") if f.get("id") == "upload-form")
+    assert form["action"] == "/v1/datasets" and form["enctype"] == "multipart/form-data"
+    inputs = {i["id"]: i for i in tags.all("input") if "id" in i}
+    labels = {lab.get("for") for lab in tags.all("label")}
+    assert {"upload-file", "upload-name", "upload-size", "upload-positive"} <= set(inputs) <= labels | {None}
+    assert tags.all("progress")
+
+
+def test_dataset_page_shows_samples_balance_attributes_and_the_action_forms(web, alice, tiny_npz_bytes):
+    ds = upload(web, alice, tiny_npz_bytes, name="tiny faces").json()
+    sign_in(web, alice)
+    r = web.get(f"/datasets/{ds['id']}")
+    assert r.status_code == 200
+    tags = Tags(r.text)
+    imgs = tags.all("img")
+    assert len(imgs) == 32 and all(i["alt"].startswith("sample ") for i in imgs)
+    assert imgs[0]["src"] == f"/v1/datasets/{ds['id']}/samples/0/image"
+    assert re.search(r'alt="sample 0, label (positive|negative)', r.text)
+    svgs = r.text.count('<svg class="chart"')
+    assert svgs == 1 + len(ds["attributes"])  # class balance + one bar chart per attribute
+    assert 'aria-label="class balance: 24 positive, 24 negative"' in r.text
+    forms = {f.get("data-api") for f in tags.all("form")}
+    assert f"/v1/datasets/{ds['id']}/audits" in forms and f"/v1/datasets/{ds['id']}/models" in forms
+    names = {i.get("name") for i in tags.all("input") + tags.all("select")}
+    assert {"training.epochs", "training.batch_size", "training.latent_dim", "density", "method", "epochs",
+            "batch_size", "latent_dim"} <= names
+    labelled = {lab.get("for") for lab in tags.all("label")}
+    assert all(i["id"] in labelled for i in tags.all("input") + tags.all("select") if i.get("type") != "hidden")
+
+
+def test_another_owners_pages_are_404_pages(web, app, alice, bob, tiny_npz_bytes):
+    ds, audit_id = audited(web, app, alice, tiny_npz_bytes)
+    model_id = web.get(f"/v1/audits/{audit_id}", headers=alice).json()["model_id"]
+    sign_in(web, bob)
+    for path in (f"/datasets/{ds['id']}", f"/audits/{audit_id}", f"/audits/{audit_id}/download",
+                 f"/models/{model_id}", f"/audits/{audit_id}/traversals/0.png", "/datasets/999",
+                 f"/compare?model={model_id}&baseline={model_id}&dataset={ds['id']}"):
+        r = web.get(path)
+        assert r.status_code == 404, path
+        assert r.headers["content-type"].startswith("text/html") and "Not found" in r.text, path
+    r = web.get("/compare")
+    assert r.status_code == 200 and "tiny faces" not in r.text
+    assert web.get("/datasets/abc").status_code == 422  # not an id at all
+
+
+def test_a_running_audit_shows_a_progress_bar_that_polls_its_job(web, alice, tiny_npz_bytes):
+    ds = upload(web, alice, tiny_npz_bytes).json()
+    r = web.post(f"/v1/datasets/{ds['id']}/audits", headers=alice, json={"training": TRAIN_FAST})
+    job_id, audit_id = r.json()["job"]["id"], r.json()["resource"]["audit_id"]
+    sign_in(web, alice)
+    for path in (f"/audits/{audit_id}", f"/datasets/{ds['id']}"):
+        page = web.get(path).text
+        assert f'data-job="{job_id}"' in page and "<progress" in page, path
+        assert f'data-done-href="/audits/{audit_id}"' in page
+    assert web.get(f"/audits/{audit_id}/download").status_code == 409
+
+
+def test_audit_report_page(web, app, alice, tiny_npz_bytes):
+    ds, audit_id = audited(web, app, alice, tiny_npz_bytes)
+    report = web.get(f"/v1/audits/{audit_id}", headers=alice).json()["report"]
+    sign_in(web, alice)
+    r = web.get(f"/audits/{audit_id}")
+    assert r.status_code == 200
+    html = r.text
+    for heading in ("Summary", "Lowest and highest sampling probability", "Under-represented latent features",
+                    "Supplied attributes and latent features", "Representation per attribute value", "Anomalies",
+                    "Figures"):
+        assert f">{heading}</h2>" in html, heading
+    tags = Tags(html)
+    imgs = tags.all("img")
+    assert imgs and all(i.get("alt") for i in imgs)
+    srcs = [i["src"] for i in imgs]
+    positive_features = [f for f in report["under_represented_features"] if f["class"] == "positive"]
+    for f in positive_features:
+        assert f"/audits/{audit_id}/traversals/{f['dimension']}.png" in srcs
+    for url in report["figures"].values():
+        assert url in srcs
+    # Lowest and highest sampling probability: 12 a side for each class, and the side they should be on.
+    lowest = [i for i in imgs if "sampling weight" in i["alt"]]
+    assert len(lowest) == 4 * 12
+    # One histogram per feature, one chart per attribute's representation, one for the relations.
+    assert html.count('aria-label="histogram of latent') == len(report["under_represented_features"])
+    # Anomaly table: the first 20 by score, alt text naming sample, label and score; a next-page link.
+    rows = [i for i in imgs if i["alt"].startswith("sample ") and "sampling weight" not in i["alt"]]
+    assert len(rows) == 20 and re.fullmatch(r"sample \d+, label (positive|negative), anomaly score -?\d+\.\d",
+                                            rows[0]["alt"])
+    next_link = next(a["href"] for a in tags.all("a") if a.get("rel") == "next")
+    second = Tags(web.get(next_link).text).all("img")
+    second_rows = [i["alt"] for i in second if i["alt"].startswith("sample ") and "sampling weight" not in i["alt"]]
+    assert len(second_rows) == 20 and not set(second_rows) & {i["alt"] for i in rows}
+    csv_link = next(a["href"] for a in tags.all("a") if "format=csv" in a.get("href", ""))
+    assert web.get(csv_link).headers["content-type"].startswith("text/csv")
+    # Filters: label, attribute, minimum score; bad input is named on the page.
+    faces = web.get(f"/audits/{audit_id}", params={"label": "1", "attribute": "skin_tone:dark"}).text
+    alts = [i["alt"] for i in Tags(faces).all("img") if i["alt"].startswith("sample ") and "weight" not in i["alt"]]
+    assert alts and all("label positive" in a for a in alts)
+    r = web.get(f"/audits/{audit_id}", params={"min_score": "lots", "attribute": "nope"})
+    assert r.status_code == 200 and "minimum score must be a number" in r.text and "NAME:VALUE" in r.text
+    r = web.get(f"/audits/{audit_id}", params={"attribute": "hat:red"})
+    assert "unknown attribute(s) hat" in r.text
+    r = web.get(f"/audits/{audit_id}", params={"cursor": "garbage"})
+    assert "invalid cursor" in r.text
+
+
+def test_traversal_strips_are_decoded_images(web, app, alice, tiny_npz_bytes):
+    import io
+
+    from PIL import Image
+
+    _, audit_id = audited(web, app, alice, tiny_npz_bytes)
+    report = web.get(f"/v1/audits/{audit_id}", headers=alice).json()["report"]
+    sign_in(web, alice)
+    feature = next(f for f in report["under_represented_features"] if f["class"] == "positive")
+    r = web.get(f"/audits/{audit_id}/traversals/{feature['dimension']}.png")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    img = Image.open(io.BytesIO(r.content))
+    assert img.size == (9 * 64 + 8 * 2, 64)  # nine 16px images enlarged to 64px, 2px apart
+    assert web.get(f"/audits/{audit_id}/traversals/{feature['dimension']}.png").content == r.content  # kept
+    dims = {f["dimension"] for f in report["under_represented_features"] if f["class"] == "positive"}
+    other = next(d for d in range(64) if d not in dims)
+    assert web.get(f"/audits/{audit_id}/traversals/{other}.png").status_code == 404
+
+
+def test_downloaded_report_is_self_contained(web, app, alice, tiny_npz_bytes):
+    _, audit_id = audited(web, app, alice, tiny_npz_bytes)
+    sign_in(web, alice)
+    r = web.get(f"/audits/{audit_id}/download")
+    assert r.status_code == 200
+    assert r.headers["content-disposition"] == f'attachment; filename="audit-{audit_id}-report.html"'
+    html = r.text
+    tags = Tags(html)
+    imgs = tags.all("img")
+    assert len(imgs) > 60 and all(i["src"].startswith("data:image/png;base64,") and i["alt"] for i in imgs)
+    assert not tags.all("script") and not tags.all("link") or all(
+        link["href"].startswith("data:") for link in tags.all("link"))
+    assert "<style>" in html and "@media print" in html
+    # Nothing to fetch: no URL in any src or href but fragments and data URIs.
+    for tag, attrs in tags.tags:
+        for name in ("src", "href", "action"):
+            value = attrs.get(name)
+            assert value is None or value.startswith(("data:", "#")), (tag, name, value)
+    assert html.count("<tr") >= 50  # the top 50 anomalies, statically
+
+
+def test_model_page_and_comparison(web, app, alice, tiny_npz_bytes, test_npz_bytes):
+    train = upload(web, alice, tiny_npz_bytes, name="train faces").json()
+    test = upload(web, alice, test_npz_bytes, filename="test.npz", name="balanced test").json()
+    ids = {}
+    for method in ("standard", "dbvae"):
+        r = web.post(f"/v1/datasets/{train['id']}/models", headers=alice, json={"method": method, **TRAIN_FAST})
+        ids[method] = r.json()["resource"]["model_id"]
+    assert run_jobs(app) == 2
+    sign_in(web, alice)
+    page = web.get(f"/models/{ids['dbvae']}").text
+    assert 'aria-label="training loss per epoch' in page and "loss parts" in page
+    # Defaults: the newest debiased model against the newest standard one.
+    page = web.get("/compare", params={"dataset": test["id"]}).text
+    assert re.search(rf'<option value="{ids["dbvae"]}" selected>', page)
+    params = {"model": ids["dbvae"], "baseline": ids["standard"], "dataset": test["id"], "group_by": "skin_tone",
+              "chosen": "1"}
+    page = web.get("/compare", params=params).text
+    form = next(f for f in Tags(page).all("form") if f.get("data-api"))
+    assert form["data-api"].split() == [f"/v1/models/{ids['dbvae']}/evaluations",
+                                        f"/v1/models/{ids['standard']}/evaluations"]
+    for model_id in ids.values():
+        r = web.post(f"/v1/models/{model_id}/evaluations", headers={"Origin": LOOPBACK},
+                     json={"dataset_id": test["id"], "group_by": ["skin_tone"]})
+        assert r.status_code == 202, r.text
+    page = web.get("/compare", params=params).text
+    assert "data-reload-when-done" in page and page.count("data-job=") == 2
+    assert run_jobs(app) == 2
+    page = web.get("/compare", params=params).text
+    assert "Worst group accuracy" in page and 'id="group-bars"' in page
+    assert page.count("label positive, skin_tone") >= 3 and "training accuracy" in page
+    # Another grouping needs new evaluations.
+    page = web.get("/compare", params={**params, "group_by": ["skin_tone", "kind"]}).text
+    assert "Evaluate both models" in page
+
+
+# --------------------------------------------------------------------------- static files, charts
+
+
+def test_static_files_are_served_and_nothing_comes_from_elsewhere(web):
+    for name, kind in (("app.js", "javascript"), ("app.css", "text/css")):
+        r = web.get(f"/static/{name}")
+        assert r.status_code == 200 and kind in r.headers["content-type"]
+    urls = re.compile(r"(?:https?:)?//[\w.-]+")
+    for path in [*TEMPLATES_DIR.glob("*.html"), *STATIC_DIR.iterdir()]:
+        text = path.read_text()
+        assert not urls.findall(text.replace("http://www.w3.org/2000/svg", "")), path.name
+
+
+def test_charts_escape_their_text_and_describe_themselves():
+    svg = charts.bar_chart([("<script>alert(1)</script>", 3.0), ("b & c", 1.0)], 'counts "quoted"')
+    assert "<script>" not in svg and "&lt;script&gt;" in svg and "b &amp; c" in svg
+    assert svg.startswith('<svg class="chart"') and 'role="img"' in svg and "&#34;quoted&#34;" in svg
+    hist = charts.histogram([0, 1, 2, 3], {"positive": [1, 5, 2], "negative": [0, 2, 9]}, "h",
+                            highlight=[2, 3])
+    assert hist.count("<rect") == 2 + 6 + 1  # legend keys, bars, rare range
+    line = charts.line_chart([("a", [(1, 0.5), (2, 0.25)]), ("b", [])], "curve")
+    assert "<polyline" in line and line.count("<circle") == 2
+    bars = charts.grouped_bars([("g1", [0.5, 0.75]), ("g2", [None, 1.0])], [("base", "#000"), ("new", "#00f")],
+                               "acc", marked=[0])
+    assert "★ g1" in bars and "base: no value" in bars and "75.0%" in bars
