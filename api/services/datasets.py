@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from audit.dataset import ImageDataset
@@ -150,15 +150,28 @@ def delete_dataset(session: Session, settings: Settings, owner_id: int, dataset_
         shutil.rmtree(path, ignore_errors=True)
 
 
+# Memory-mapped images of recently viewed datasets: a page of thumbnails would otherwise reload
+# (and re-validate) the whole dataset once per image. Keyed by creation time too, because SQLite
+# may give a deleted dataset's id to the next upload.
+_IMAGES: dict[tuple[str, int, str], np.ndarray] = {}
+_IMAGES_KEPT = 16
+
+
+def images(settings: Settings, row: Dataset) -> np.ndarray:
+    key = (str(settings.data_dir.resolve()), row.id, row.created_at.isoformat())
+    found = _IMAGES.get(key)
+    if found is None:
+        found = load(settings, row).images
+        if len(_IMAGES) >= _IMAGES_KEPT:
+            _IMAGES.pop(next(iter(_IMAGES)))
+        _IMAGES[key] = found
+    return found
+
+
 def sample_png(settings: Settings, session: Session, owner_id: int, dataset_id: int, index: int) -> bytes:
     row = get(session, owner_id, dataset_id)
     if not 0 <= index < row.n_samples:
         raise NotFound(f"dataset {dataset_id} has no sample {index} (it has {row.n_samples})")
-    images = load(settings, row).images
     buf = io.BytesIO()
-    Image.fromarray(np.asarray(images[index])).save(buf, format="PNG")
+    Image.fromarray(np.asarray(images(settings, row)[index])).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def sample_count(session: Session, dataset_id: int) -> int:
-    return session.scalar(select(func.count()).select_from(Sample).where(Sample.dataset_id == dataset_id)) or 0

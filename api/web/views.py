@@ -89,13 +89,10 @@ class InlineImages:
 
     def __init__(self, settings: Settings, session: Session, owner_id: int):
         self.settings, self.session, self.owner_id = settings, session, owner_id
-        self._datasets: dict[int, object] = {}
 
     def sample(self, dataset_id: int, index: int) -> str:
-        if dataset_id not in self._datasets:  # decoded once, then memory-mapped
-            row = dataset_service.get(self.session, self.owner_id, dataset_id)
-            self._datasets[dataset_id] = dataset_service.load(self.settings, row).images
-        return data_uri(png_bytes(self._datasets[dataset_id][index]))
+        row = dataset_service.get(self.session, self.owner_id, dataset_id)
+        return data_uri(png_bytes(dataset_service.images(self.settings, row)[index]))
 
     def figure(self, audit: Audit, name: str) -> str | None:
         file = (audit.report or {}).get("figures", {}).get(name)
