@@ -7,6 +7,7 @@ import pandas as pd
 from .dataset import ImageDataset
 from .errors import DebiasError
 from .inference import predict
+from .models import check_image_size
 
 
 def group_metrics(labels: np.ndarray, predicted: np.ndarray, attributes: pd.DataFrame,
@@ -41,9 +42,7 @@ def group_metrics(labels: np.ndarray, predicted: np.ndarray, attributes: pd.Data
 
 
 def evaluate(model, dataset: ImageDataset, group_by: list[str], device, threshold: float = 0.5) -> dict:
-    if model.cfg.image_size != dataset.image_size:
-        raise DebiasError(f"the model expects {model.cfg.image_size}px images but the data was loaded at "
-                          f"{dataset.image_size}px; pass --image-size {model.cfg.image_size}")
+    check_image_size(model.cfg.image_size, dataset.image_size)
     logits = predict(model, dataset.images, device, want_recon_error=False)["logit"]
     probability = 1.0 / (1.0 + np.exp(-logits))
     return group_metrics(dataset.labels, (probability >= threshold).astype(int), dataset.attributes, group_by)

@@ -150,6 +150,12 @@ def dbvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
             "recon": (y * recon).sum() / n_pos, "kl": (y * kl).sum() / n_pos}
 
 
+def check_image_size(model_image_size: int, data_image_size: int) -> None:
+    if model_image_size != data_image_size:
+        raise ModelError(f"the model expects {model_image_size}px images but the data was loaded at "
+                         f"{data_image_size}px; load it with --image-size {model_image_size}")
+
+
 def pick_device(requested: str | None = None) -> torch.device:
     if requested:
         return torch.device(requested)

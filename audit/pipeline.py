@@ -13,10 +13,10 @@ import torch
 from . import figures
 from .checkpoint import load_model
 from .dataset import ImageDataset
-from .errors import DebiasError, ModelError
+from .errors import DebiasError
 from .evaluation import evaluate
 from .inference import decode, predict
-from .models import ModelConfig, pick_device
+from .models import ModelConfig, check_image_size, pick_device
 from .outputs import staged_directory
 from .report import CLASS_NAMES, AuditConfig, AuditResult, run_audit
 from .training import TrainConfig, TrainResult, train
@@ -36,7 +36,7 @@ def audit_dataset(dataset: ImageDataset, model_dir: str | Path, out_dir: str | P
     """Audit `dataset` in the latent space of `model_dir`; writes report.json, samples.csv, figures."""
     dev = pick_device(device)
     model, _ = load_model(model_dir, dev)
-    _check_image_size(model, dataset)
+    check_image_size(model.cfg.image_size, dataset.image_size)
     result = run_audit(model, dataset, cfg, dev)
     with staged_directory(out_dir) as stage:
         if with_figures:
@@ -55,12 +55,6 @@ def evaluate_model(model_dir: str | Path, dataset: ImageDataset, group_by: list[
                         "density": meta.get("training", {}).get("density")}
     metrics["dataset"] = dataset.source
     return metrics
-
-
-def _check_image_size(model, dataset: ImageDataset) -> None:
-    if model.cfg.image_size != dataset.image_size:
-        raise ModelError(f"the model expects {model.cfg.image_size}px images but the data was loaded at "
-                         f"{dataset.image_size}px; pass --image-size {model.cfg.image_size}")
 
 
 def traversal(model, mu: np.ndarray, labels: np.ndarray, feature: dict, device, steps: int = 9):

@@ -16,7 +16,7 @@ from .dataset import ImageDataset
 from .density import ESTIMATORS
 from .errors import DebiasError, ModelError
 from .inference import predict, to_tensor
-from .models import ModelConfig, build_model, dbvae_loss, pick_device
+from .models import ModelConfig, build_model, check_image_size, dbvae_loss, pick_device
 from .sampling import (CLASS_NAMES, REWEIGHT, check_weighting, class_balanced_sampling_probability,
                        effective_sample_fraction, per_class_log_density)
 
@@ -114,9 +114,7 @@ def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_d
           callback: ProgressCallback | None = None) -> TrainResult:
     """Train `model_cfg.method` on `dataset`, checkpointing every epoch into `out_dir`."""
     out_dir = Path(out_dir)
-    if dataset.image_size != model_cfg.image_size:
-        raise ModelError(f"dataset images are {dataset.image_size}px but the model expects "
-                         f"{model_cfg.image_size}px; load the data with --image-size {model_cfg.image_size}")
+    check_image_size(model_cfg.image_size, dataset.image_size)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg).to(device)
