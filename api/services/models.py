@@ -85,10 +85,12 @@ def list_evaluations(session: Session, owner_id: int, model_id: int | None = Non
     return list(session.scalars(q))
 
 
-def latest_evaluation(session: Session, model_id: int, dataset_id: int) -> Evaluation | None:
-    return session.scalar(select(Evaluation).where(
-        Evaluation.model_id == model_id, Evaluation.dataset_id == dataset_id, Evaluation.status == "ready")
-        .order_by(Evaluation.id.desc()).limit(1))
+def latest_evaluation(session: Session, model_id: int, dataset_id: int,
+                      ready_only: bool = True) -> Evaluation | None:
+    q = select(Evaluation).where(Evaluation.model_id == model_id, Evaluation.dataset_id == dataset_id)
+    if ready_only:
+        q = q.where(Evaluation.status == "ready")
+    return session.scalar(q.order_by(Evaluation.id.desc()).limit(1))
 
 
 def compare(session: Session, owner_id: int, model_id: int, baseline_id: int, dataset_id: int) -> dict:

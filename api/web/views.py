@@ -28,7 +28,7 @@ from ..services import jobs as job_service
 from ..services import models as model_service
 from ..services.runners import audit_dir, model_dir
 from ..settings import Settings
-from ..tables import Audit, AuditScore, Dataset, Evaluation, Job, Sample, TrainedModel
+from ..tables import Audit, AuditScore, Dataset, Job, Sample, TrainedModel
 from . import charts
 from .charts import fmt
 
@@ -417,12 +417,6 @@ def group_name(group: dict) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def _latest(session: Session, model_id: int, dataset_id: int) -> Evaluation | None:
-    return session.scalar(select(Evaluation).where(Evaluation.model_id == model_id,
-                                                   Evaluation.dataset_id == dataset_id)
-                          .order_by(Evaluation.id.desc()).limit(1))
-
-
 def compare_page(session: Session, owner_id: int, model_id: int | None, baseline_id: int | None,
                  dataset_id: int | None, group_by: list[str] | None) -> dict:
     datasets = dataset_service.list_for(session, owner_id)
@@ -456,7 +450,7 @@ def compare_page(session: Session, owner_id: int, model_id: int | None, baseline
     ctx["group_by"] = group_by
     pending, missing = [], []
     for m in (model, baseline):
-        newest = _latest(session, m.id, dataset.id)
+        newest = model_service.latest_evaluation(session, m.id, dataset.id, ready_only=False)
         if newest is not None and newest.status == "pending":
             pending.append({"model": m, "job": job_view(session, owner_id, newest.job_id)})
         elif latest[m.id] is None or list(latest[m.id].group_by) != group_by:
