@@ -488,17 +488,35 @@ def _new_figure(size: tuple[float, float], layout: str | None = None) -> Figure:
     return fig
 
 
+def image_strip(images: np.ndarray, path, min_px: int = 64, gap: int = 2) -> Path:
+    """Images side by side, enlarged (nearest neighbour) to at least `min_px`, `gap` white pixels apart.
+
+    No axes or text: a picture to place in a page, one per latent traversal.
+    """
+    imgs = _as_images(images, "images")
+    scale = max(1, -(-min_px // imgs.shape[1]))
+    h, w = imgs.shape[1] * scale, imgs.shape[2] * scale
+    strip = np.full((h, len(imgs) * (w + gap) - gap, 3), 255, dtype=np.uint8)
+    for k, img in enumerate(imgs):
+        strip[:, k * (w + gap):k * (w + gap) + w] = np.kron(img, np.ones((scale, scale, 1), dtype=np.uint8))
+    return _save_rgb(strip, path)
+
+
 def _save(fig: Figure, path) -> Path:
-    """Write `fig` as PNG to a temporary file beside `path`, then move it into place."""
+    """Render `fig` and write it as a PNG (see _save_rgb)."""
+    fig.set_facecolor("white")
+    fig.canvas.draw()
+    return _save_rgb(np.asarray(fig.canvas.buffer_rgba())[..., :3], path)  # opaque: RGB is smaller than RGBA
+
+
+def _save_rgb(rgb: np.ndarray, path) -> Path:
+    """Write an RGB array as PNG to a temporary file beside `path`, then move it into place."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise DebiasError(f"figure path {str(path)!r} must end in .png")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        fig.set_facecolor("white")
-        fig.canvas.draw()
-        rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]   # opaque: RGB is ~15% smaller than RGBA
         with os.fdopen(fd, "wb") as fh:
             Image.fromarray(rgb).save(fh, format="PNG", compress_level=6, dpi=(DPI, DPI))
         os.chmod(tmp, 0o644)

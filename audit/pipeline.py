@@ -91,6 +91,8 @@ def write_figures(folder: Path, model, dataset: ImageDataset, result: AuditResul
             images, vals = traversal(model, result.mu, labels, f, device)
             strips.append(images), values.append(vals)
             names.append(f"latent {f['dimension']} (rank {f['rank']})")
+            # Each strip on its own too, for pages that show it beside the feature's histogram.
+            f["traversal_strip"] = figures.image_strip(images, folder / f"traversal_latent_{f['dimension']}.png").name
         written["traversals"] = figures.traversal_strips(
             strips, names, values, folder / "traversals.png",
             title="Top under-represented latent features of the positives (mean +/- 3 sd)").name

@@ -214,3 +214,12 @@ def test_other_bad_input(tmp_path, images, rng):
     strips = [images[:3], rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)]
     with pytest.raises(DebiasError, match="same size"):
         figures.traversal_strips(strips, ["a", "b"], [np.zeros(3)] * 2, tmp_path / "x.png")
+
+
+def test_image_strip_enlarges_and_spaces_images(tmp_path, rng):
+    images = rng.integers(0, 256, (9, 16, 16, 3), dtype=np.uint8)
+    out = figures.image_strip(images, tmp_path / "strip.png")
+    strip = np.asarray(Image.open(out))
+    assert strip.shape == (64, 9 * 64 + 8 * 2, 3)
+    np.testing.assert_array_equal(strip[::4, :64:4], images[0])   # nearest-neighbour x4
+    assert (strip[:, 64:66] == 255).all()                          # the gap

@@ -50,8 +50,7 @@ def get_audit(audit_id: int, session: SessionDep, owner: CurrentOwner):
             responses={200: {"content": {"image/png": {}}}})
 def get_figure(audit_id: int, name: str, session: SessionDep, settings: SettingsDep, owner: CurrentOwner):
     audit = service.get_ready(session, owner.id, audit_id)
-    files = set((audit.report or {}).get("figures", {}).values())
-    if name not in files:  # only names the report lists: no path tricks
+    if name not in service.figure_files(audit.report):  # only names the report lists: no path tricks
         raise NotFound(f"audit {audit_id} has no figure {name!r}")
     return FileResponse(audit_dir(settings, audit.id) / name, media_type="image/png")
 

@@ -77,6 +77,13 @@ def get_ready(session: Session, owner_id: int, audit_id: int) -> Audit:
     return audit
 
 
+def figure_files(report: dict | None) -> set[str]:
+    """Every image file the audit wrote: its figures and the positives' traversal strips."""
+    report = report or {}
+    strips = {f["traversal_strip"] for f in report.get("under_represented_features", []) if f.get("traversal_strip")}
+    return set(report.get("figures", {}).values()) | strips
+
+
 def list_for(session: Session, owner_id: int, dataset_id: int | None = None) -> list[Audit]:
     q = select(Audit).where(Audit.owner_id == owner_id).order_by(Audit.id.desc())
     if dataset_id is not None:

@@ -185,7 +185,7 @@ def audit_download(request: Request, audit_id: int, session: SessionDep, setting
 @router.get("/audits/{audit_id}/traversals/{dimension}.png")
 def traversal_image(request: Request, audit_id: int, dimension: int, session: SessionDep, settings: SettingsDep,
                     owner: PageOwner):
-    """One under-represented feature's latent traversal (decoded images), drawn on first request."""
+    """One under-represented feature's latent traversal (decoded images), as the audit wrote it."""
     audit = audit_service.get_ready(session, owner.id, audit_id)
     png = views.traversal_png(settings, session, audit, dimension)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -26,7 +23,7 @@ from ..services import audits as audit_service
 from ..services import datasets as dataset_service
 from ..services import jobs as job_service
 from ..services import models as model_service
-from ..services.runners import audit_dir, model_dir
+from ..services.runners import audit_dir
 from ..settings import Settings
 from ..tables import Audit, AuditScore, Dataset, Job, Sample, TrainedModel
 from . import charts
@@ -39,8 +36,6 @@ EXTREMES = 12             # thumbnails per side (lowest / highest sampling proba
 ANOMALY_PAGE = 20         # rows per page of the anomaly table
 DOWNLOAD_ANOMALIES = 50   # rows of the anomaly table in a downloaded report
 TRAVERSAL_STEPS = 9
-TRAVERSAL_MAX_POSITIVES = 4096  # latent means of at most this many positives set a traversal's span
-THUMB_MIN_PX = 64         # traversal cells are enlarged (nearest neighbour) to at least this
 
 
 def label_text(label: int) -> str:
@@ -307,66 +302,15 @@ def audit_page(session: Session, settings: Settings, owner_id: int, audit_id: in
 
 
 # ------------------------------------------------------------------ traversal strips
-_locks: dict[int, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _lock(audit_id: int) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(audit_id, threading.Lock())
-
-
 def traversal_png(settings: Settings, session: Session, audit: Audit, dimension: int) -> bytes:
-    """The decoded traversal strip of one of the audit's positive-class features, as PNG.
-
-    Drawn on first use with the audit's DB-VAE (the strips of all its positive
-    features at once) and kept beside the audit's files, so deleting the dataset
-    deletes them too. The sweep is the one of the report's traversal figure:
-    the class mean +/- 3 standard deviations of that dimension, the others held
-    at their mean (estimated on at most TRAVERSAL_MAX_POSITIVES positives).
-    """
-    features = [f for f in (audit.report or {}).get("under_represented_features", []) if f["class"] == "positive"]
-    if dimension not in {f["dimension"] for f in features}:
+    """The decoded traversal strip the audit wrote for one of its positive-class features, as PNG."""
+    strips = {f["dimension"]: f.get("traversal_strip")
+              for f in (audit.report or {}).get("under_represented_features", []) if f["class"] == "positive"}
+    path = audit_dir(settings, audit.id) / strips[dimension] if strips.get(dimension) else None
+    if path is None or not path.is_file():
         raise NotFound(f"audit {audit.id} has no traversal for latent {dimension}; traversals are "
-                                     f"drawn for its under-represented features of the positive class")
-    folder = audit_dir(settings, audit.id) / "web"
-    path = folder / f"traversal-{dimension}.png"
-    with _lock(audit.id):
-        if not path.is_file():
-            _draw_traversals(settings, session.get(Dataset, audit.dataset_id), audit, features, folder)
+                       f"drawn for its under-represented features of the positive class")
     return path.read_bytes()
-
-
-def _draw_traversals(settings: Settings, row: Dataset, audit: Audit, features: list[dict], folder: Path) -> None:
-    # Imported here: the pages load torch only when a strip is first drawn.
-    from audit.checkpoint import load_model
-    from audit.inference import predict
-    from audit.models import pick_device
-    from audit.pipeline import traversal
-
-    ds = dataset_service.load(settings, row)
-    device = pick_device(settings.device)
-    model, _ = load_model(model_dir(settings, audit.model_id), device)
-    positives = np.flatnonzero(np.asarray(ds.labels) == 1)
-    if len(positives) > TRAVERSAL_MAX_POSITIVES:
-        positives = np.sort(np.random.default_rng(0).choice(positives, TRAVERSAL_MAX_POSITIVES, replace=False))
-    mu = predict(model, np.asarray(ds.images[positives]), device, want_recon_error=False)["mu"]
-    folder.mkdir(parents=True, exist_ok=True)
-    values = {}
-    for f in features:
-        images, vals = traversal(model, mu, np.ones(len(mu), dtype=int), f, device, steps=TRAVERSAL_STEPS)
-        scale = max(1, -(-THUMB_MIN_PX // images.shape[1]))
-        cells = [np.kron(img, np.ones((scale, scale, 1), dtype=np.uint8)) for img in images]
-        h, w = cells[0].shape[:2]
-        gap = 2
-        strip = np.full((h, len(cells) * (w + gap) - gap, 3), 255, dtype=np.uint8)
-        for k, cell in enumerate(cells):
-            strip[:, k * (w + gap):k * (w + gap) + w] = cell
-        tmp = folder / f".traversal-{f['dimension']}.png.tmp"
-        tmp.write_bytes(png_bytes(strip))
-        tmp.replace(folder / f"traversal-{f['dimension']}.png")
-        values[f["dimension"]] = [float(v) for v in vals]
-    (folder / "traversals.json").write_text(json.dumps(values))
 
 
 # ------------------------------------------------------------------ models and comparison
