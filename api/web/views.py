@@ -128,8 +128,9 @@ def dataset_page(session: Session, owner_id: int, dataset_id: int) -> dict:
     for i in picks:
         label, attrs = labels.get(i, (None, {}))
         desc = ", ".join(f"{k} {v}" for k, v in attrs.items() if v is not None)
-        thumbs.append(Thumb(image_url(row.id, i), f"sample {i}, label {label_text(label) if label is not None else '?'}"
-                            + (f", {desc}" if desc else ""), f"#{i} {label_text(label) if label is not None else ''}", i))
+        shown = label_text(label) if label is not None else None
+        thumbs.append(Thumb(image_url(row.id, i), f"sample {i}, label {shown or '?'}" + (f", {desc}" if desc else ""),
+                            f"#{i} {shown or ''}", i))
     balance = charts.bar_chart([("positive (1)", row.n_positive), ("negative (0)", row.n_negative)],
                                f"class balance: {row.n_positive} positive, {row.n_negative} negative",
                                colors=[charts.CLASS_COLORS["positive"], charts.CLASS_COLORS["negative"]])
@@ -267,7 +268,8 @@ def _relations(report: dict) -> dict:
     chart = charts.bar_chart(items, "strength of the relation of each attribute to the latent features (largest eta "
                                     "squared), per class: " + ", ".join(f"{r['attribute']} ({r['class']}) "
                                                                         f"{fmt(r['strength'])}" for r in rel),
-                             max_value=1.0, colors=[charts.CLASS_COLORS.get(r["class"], charts.PALETTE[0]) for r in rel],
+                             max_value=1.0,
+                             colors=[charts.CLASS_COLORS.get(r["class"], charts.PALETTE[0]) for r in rel],
                              legend=_class_legend(rel)) if items else None
     return {"rows": rel, "chart": chart}
 
