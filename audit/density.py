@@ -213,25 +213,35 @@ class KernelDensity(DensityEstimator):
         X = torch.from_numpy(self.pca_.transform(Z).astype(np.float32))
         ref = torch.from_numpy(self.reference_)
         m, d = ref.shape
-        h = self.bandwidth_
+        h2 = self.bandwidth_ ** 2
+        # -|x - r|^2 / 2h^2 = (x.r - |r|^2/2) / h^2 - |x|^2 / 2h^2: one matrix product per block, and the
+        # query's own term comes out of the log-sum-exp.  Cheaper than cdist, which takes roots to square.
+        ref_term = (ref.square().sum(1) * (-0.5 / h2)).unsqueeze(0)                 # (1, m)
+        query_term = X.square().sum(1).double() * (0.5 / h2)                        # (n,)
         out = np.empty(len(X))
         chunk = max(1, (32 << 20) // (4 * m))                                         # ~32 MB per block
         for start in range(0, len(X), chunk):
-            log_kernels = torch.cdist(X[start:start + chunk], ref).square_().mul_(-0.5 / h ** 2)
-            out[start:start + chunk] = self._log_kernel_sum(log_kernels)
-        return out - (np.log(max(m - 1, 1)) + d * np.log(h * np.sqrt(2 * np.pi)))
+            block = slice(start, start + chunk)
+            log_kernels = torch.addmm(ref_term, X[block], ref.T, alpha=1.0 / h2)   # + |x|^2/2h^2
+            out[block] = self._log_kernel_sum(log_kernels, query_term[block])
+        return out - (np.log(max(m - 1, 1)) + d * np.log(self.bandwidth_ * np.sqrt(2 * np.pi)))
 
     @staticmethod
-    def _log_kernel_sum(log_kernels) -> np.ndarray:
-        """log sum_j k_j per row, leaving out a kernel at distance ~0 (the query itself)."""
+    def _log_kernel_sum(shifted_log_kernels, query_term) -> np.ndarray:
+        """log sum_j k_j per row, leaving out a kernel at distance ~0 (the query itself).
+
+        `shifted_log_kernels` are log k_j + query_term (per row); taking query_term back off leaves
+        float32 rounding of about 1e-6 of it, large for a far outlier.  A kernel within that
+        rounding (and at least 1e-4) of 1 is the query itself or a duplicate of it.
+        """
         import torch
 
-        total = torch.logsumexp(log_kernels, dim=1).double()
-        is_self = log_kernels.max(dim=1).values.double() > -1e-6
+        total = torch.logsumexp(shifted_log_kernels, dim=1).double() - query_term
+        nearest = shifted_log_kernels.max(dim=1).values.double() - query_term
+        is_self = nearest > -(1e-4 + 1e-5 * query_term)
         # sum - 1 for self-matches, floored at one neighbour two bandwidths away (exp(-2)).
         others = torch.where(is_self, torch.log(torch.clamp(total.exp() - 1.0, min=np.exp(-2.0))), total)
         return others.numpy()
-
 
 ESTIMATORS = {
     "histogram": HistogramDensity,

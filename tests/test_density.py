@@ -109,6 +109,14 @@ def test_kde_matches_a_naive_leave_one_out_sum(rng):
     assert est.score_samples(query)[0] < est.score_samples(z).min()
 
 
+def test_kde_leaves_out_a_far_outlier_itself(rng):
+    z = rng.normal(size=(2000, 4))
+    z[0] = 1e4                                                 # whitened, about sqrt(n) from the rest
+    est = KernelDensity().fit(z)
+    lone = -2.0 - (np.log(1999) + 4 * np.log(est.bandwidth_ * np.sqrt(2 * np.pi)))
+    np.testing.assert_allclose(est.score_samples(z[:1]), [lone], atol=1e-6)
+
+
 def test_kde_bandwidth_follows_the_spacing_of_samples(rng):
     est = KernelDensity().fit(rng.normal(size=(400, 8)))
     # k = 20 neighbours of 400 in 8 whitened dimensions sit about 2.5 apart; Scott's rule would say 0.6.
