@@ -125,6 +125,7 @@ class ScoreOut(BaseModel):
 class ScorePage(BaseModel):
     items: list[ScoreOut]
     next_cursor: str | None
+    prev_cursor: str | None = None
     limit: int
 
 

@@ -71,15 +71,16 @@ def _filter(order: str, label: int | None, attribute: list[str] | None, min_scor
 
 
 def _listing(request: Request, audit: Audit, session, f: service.ScoreFilter, limit: int, cursor: str | None,
-             fmt: str):
+             before: str | None, fmt: str):
     if fmt == "csv":
         service.page(session, audit, f, 1, None)  # validate the filter now, while a 4xx can still be sent
         # The stream outlives this request's session: it opens its own.
         rows = _csv_rows(request.app.state.sessions, audit.owner_id, audit.id, f)
         return StreamingResponse(rows, media_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="audit-{audit.id}-{f.order}.csv"'})
-    rows, next_cursor = service.page(session, audit, f, limit, cursor)
-    return ScorePage(items=[score_out(r, audit.dataset_id) for r in rows], next_cursor=next_cursor, limit=limit)
+    result = service.page(session, audit, f, limit, cursor, before)
+    return ScorePage(items=[score_out(r, audit.dataset_id) for r in result.rows], next_cursor=result.next_cursor,
+                     prev_cursor=result.prev_cursor, limit=limit)
 
 
 def _csv_rows(sessions, owner_id: int, audit_id: int, f: service.ScoreFilter):
@@ -102,26 +103,31 @@ def _csv_rows(sessions, owner_id: int, audit_id: int, f: service.ScoreFilter):
 
 Limit = Annotated[int, Query(ge=1, le=500, description="items per page")]
 Attribute = Annotated[list[str] | None, Query(description="NAME:VALUE, repeatable")]
+Before = Annotated[str | None, Query(description="a page's prev_cursor: the page before it")]
 
 
 @router.get("/v1/audits/{audit_id}/anomalies", response_model=ScorePage,
             responses={200: {"content": {"text/csv": {}}}})
 def list_anomalies(request: Request, audit_id: int, session: SessionDep, owner: CurrentOwner, limit: Limit = 50,
-                   cursor: str | None = None, label: Annotated[int | None, Query(ge=0, le=1)] = None,
+                   cursor: str | None = None, before: Before = None,
+                   label: Annotated[int | None, Query(ge=0, le=1)] = None,
                    attribute: Attribute = None, min_score: float | None = None,
                    flagged_only: bool = False, format: Literal["json", "csv"] = "json"):
-    """Samples by anomaly score, highest first; `next_cursor` pages on; `format=csv` streams them all."""
+    """Samples by anomaly score, highest first; `next_cursor` pages on, `prev_cursor` (as `before`) back;
+    `format=csv` streams them all."""
     audit = service.get_ready(session, owner.id, audit_id)
     return _listing(request, audit, session, _filter("anomaly_score", label, attribute, min_score, flagged_only), limit,
-                    cursor, format)
+                    cursor, before, format)
 
 
 @router.get("/v1/audits/{audit_id}/samples", response_model=ScorePage,
             responses={200: {"content": {"text/csv": {}}}})
 def list_samples(request: Request, audit_id: int, session: SessionDep, owner: CurrentOwner,
                  order: Order = "sampling_weight", limit: Limit = 50, cursor: str | None = None,
-                 label: Annotated[int | None, Query(ge=0, le=1)] = None, attribute: Attribute = None,
-                 min_score: float | None = None, format: Literal["json", "csv"] = "json"):
-    """Samples by `order` (sampling_weight: the most under-represented first)."""
+                 before: Before = None, label: Annotated[int | None, Query(ge=0, le=1)] = None,
+                 attribute: Attribute = None, min_score: float | None = None,
+                 format: Literal["json", "csv"] = "json"):
+    """Samples by `order` (sampling_weight: the most under-represented first); paged like the anomalies."""
     audit = service.get_ready(session, owner.id, audit_id)
-    return _listing(request, audit, session, _filter(order, label, attribute, min_score), limit, cursor, format)
+    return _listing(request, audit, session, _filter(order, label, attribute, min_score), limit, cursor, before,
+                    format)

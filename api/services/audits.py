@@ -105,8 +105,8 @@ def decode_cursor(cursor: str, order: str) -> tuple[float, int]:
     except InvalidCursor:
         raise
     except Exception:
-        raise InvalidCursor("invalid cursor; pass the next_cursor of a previous page, or none for the first page") \
-            from None
+        raise InvalidCursor("invalid cursor; pass a page's next_cursor (as cursor) or prev_cursor (as before), "
+                            "or neither for the first page") from None
     return value, index
 
 
@@ -124,29 +124,53 @@ def _query(audit_id: int, f: ScoreFilter):
     return q, col
 
 
-def page(session: Session, audit: Audit, f: ScoreFilter, limit: int, cursor: str | None
-         ) -> tuple[list[AuditScore], str | None]:
+@dataclass
+class Page:
+    rows: list[AuditScore]
+    next_cursor: str | None      # pages on after the last row
+    prev_cursor: str | None      # pages back before the first row (pass it as `before`)
+
+
+def page(session: Session, audit: Audit, f: ScoreFilter, limit: int, cursor: str | None,
+         before: str | None = None) -> Page:
+    """One page in (order desc, sample_index desc): after `cursor`, or the page just before `before`."""
     if f.order not in ORDERS:
         raise DebiasError(f"unknown order {f.order!r}; choose one of {', '.join(ORDERS)}")
+    if cursor and before:
+        raise InvalidCursor("give cursor (the next page) or before (the previous page), not both")
     _check_attributes(session, audit, f)
     q, col = _query(audit.id, f)
+    key = tuple_(col, AuditScore.sample_index)
+    if before:
+        # Walk backwards (ascending) from `before`, then restore the page's descending order.
+        q = q.where(key > tuple_(*decode_cursor(before, f.order)))
+        rows = list(session.scalars(q.order_by(col.asc(), AuditScore.sample_index.asc()).limit(limit + 1)))
+        more_before = len(rows) > limit
+        rows = rows[:limit][::-1]
+        return Page(rows, _cursor_of(f, rows[-1]) if rows else None,
+                    _cursor_of(f, rows[0]) if more_before else None)
     if cursor:
-        value, index = decode_cursor(cursor, f.order)
-        q = q.where(tuple_(col, AuditScore.sample_index) < tuple_(value, index))
+        q = q.where(key < tuple_(*decode_cursor(cursor, f.order)))
     rows = list(session.scalars(q.order_by(col.desc(), AuditScore.sample_index.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor(f.order, getattr(rows[-1], f.order), rows[-1].sample_index) if more else None
-    return rows, next_cursor
+    # After a cursor there is at least the row it was made from before this page (scores never change).
+    return Page(rows, _cursor_of(f, rows[-1]) if more else None,
+                _cursor_of(f, rows[0]) if cursor and rows else None)
+
+
+def _cursor_of(f: ScoreFilter, row: AuditScore) -> str:
+    return encode_cursor(f.order, getattr(row, f.order), row.sample_index)
 
 
 def iterate(session: Session, audit: Audit, f: ScoreFilter, chunk: int = 5000) -> Iterator[AuditScore]:
     """Every matching row in page order, fetched a chunk at a time (for CSV export)."""
     cursor = None
     while True:
-        rows, cursor = page(session, audit, f, chunk, cursor)
-        yield from rows
+        result = page(session, audit, f, chunk, cursor)
+        yield from result.rows
         session.expunge_all()
+        cursor = result.next_cursor
         if cursor is None:
             return
 

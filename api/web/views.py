@@ -173,13 +173,14 @@ class AnomalyQuery:
     label: int | None = None
     attribute: str | None = None       # NAME:VALUE
     min_score: float | None = None
-    cursor: str | None = None
+    cursor: str | None = None          # the page after this cursor
+    before: str | None = None          # or the page before this one
     errors: list[str] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, label: str | None, attribute: str | None, min_score: str | None, cursor: str | None
-              ) -> AnomalyQuery:
-        q = cls(cursor=cursor or None)
+    def parse(cls, label: str | None, attribute: str | None, min_score: str | None, cursor: str | None,
+              before: str | None = None) -> AnomalyQuery:
+        q = cls(cursor=cursor or None, before=before or None)
         if label not in (None, ""):
             if label in ("0", "1"):
                 q.label = int(label)
@@ -208,14 +209,14 @@ class AnomalyQuery:
 
 
 def anomaly_rows(session: Session, audit: Audit, q: AnomalyQuery, images, limit: int) -> dict:
-    rows, next_cursor, errors = [], None, list(q.errors)
+    result, errors = audit_service.Page([], None, None), list(q.errors)
     if not errors:
         try:
-            rows, next_cursor = audit_service.page(session, audit, q.filter(), limit, q.cursor)
+            result = audit_service.page(session, audit, q.filter(), limit, q.cursor, q.before)
         except (audit_service.InvalidCursor, DebiasError) as exc:
             errors.append(str(exc))
-    return {"rows": [{"score": r, "thumb": score_thumb(images, audit, r)} for r in rows],
-            "next_cursor": next_cursor, "errors": errors}
+    return {"rows": [{"score": r, "thumb": score_thumb(images, audit, r)} for r in result.rows],
+            "next_cursor": result.next_cursor, "prev_cursor": result.prev_cursor, "errors": errors}
 
 
 def _feature_views(audit: Audit, report: dict, images) -> list[dict]:

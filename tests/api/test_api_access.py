@@ -166,7 +166,7 @@ def test_bad_cursor_and_attribute_filters(client, app, alice, tiny_npz_bytes):
     for cursor in ("not-a-cursor", "eyJ4IjoxfQ", "%%%"):
         r = client.get(anomalies, headers=alice, params={"cursor": cursor})
         assert r.status_code == 400, (cursor, r.text)
-        assert r.json()["detail"].startswith("invalid cursor; pass the next_cursor of a previous page")
+        assert r.json()["detail"].startswith("invalid cursor; pass a page's next_cursor")
     # A good cursor for another ordering names both orders.
     cursor = client.get(anomalies, headers=alice, params={"limit": 5}).json()["next_cursor"]
     assert cursor
@@ -174,6 +174,11 @@ def test_bad_cursor_and_attribute_filters(client, app, alice, tiny_npz_bytes):
     assert r.status_code == 400
     assert r.json()["detail"] == "this cursor pages through order=anomaly_score, not order=sampling_weight"
     assert client.get(anomalies, headers=alice, params={"cursor": cursor, "limit": 5}).status_code == 200
+    r = client.get(anomalies, headers=alice, params={"cursor": cursor, "before": cursor})
+    assert r.status_code == 400
+    assert r.json()["detail"] == "give cursor (the next page) or before (the previous page), not both"
+    r = client.get(samples, headers=alice, params={"before": "not-a-cursor"})
+    assert r.status_code == 400 and r.json()["detail"].startswith("invalid cursor")
 
     for url in (anomalies, samples):
         for fmt in ("json", "csv"):

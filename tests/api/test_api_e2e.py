@@ -40,16 +40,25 @@ def test_upload_audit_anomalies_retrain_evaluate_compare(client, app, alice, tin
     assert model["status"] == "ready" and model["method"] == "dbvae" and len(model["history"]) == 1
 
     # Page through every sample by anomaly score: no repeats, no gaps, descending.
-    seen, cursor, scores = [], None, []
+    seen, cursor, scores, pages = [], None, [], []
     while True:
         params = {"limit": 7, **({"cursor": cursor} if cursor else {})}
         page = client.get(f"/v1/audits/{audit_id}/anomalies", headers=alice, params=params).json()
+        pages.append(page)
         seen += [i["index"] for i in page["items"]]
         scores += [i["anomaly_score"] for i in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert sorted(seen) == list(range(48)) and scores == sorted(scores, reverse=True)
+    assert len(pages) == 7 and pages[0]["prev_cursor"] is None
+    # And back from the last page with prev_cursor: the same pages in reverse, the first has no previous.
+    back = pages[-1]
+    for expected in reversed(pages[:-1]):
+        back = client.get(f"/v1/audits/{audit_id}/anomalies", headers=alice,
+                          params={"limit": 7, "before": back["prev_cursor"]}).json()
+        assert back["items"] == expected["items"] and back["next_cursor"] == expected["next_cursor"]
+    assert back["prev_cursor"] is None
     item = page["items"][0]
     assert set(item["attributes"]) >= {"skin_tone", "kind"}
     img = client.get(item["image_url"], headers=alice)

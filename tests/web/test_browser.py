@@ -163,6 +163,17 @@ def test_upload_audit_and_read_the_report(page, live_server, npz_files, tmp_path
     second = rows.all_inner_texts()
     assert len(second) == 20 and not set(first) & set(second)
     assert broken_images(page) == []
+    page.get_by_role("link", name="Next page").click()
+    page.wait_for_url(re.compile(r"cursor="))
+    page.get_by_role("link", name="Previous page").click()
+    page.wait_for_url(re.compile(r"before="))
+    assert rows.all_inner_texts() == second
+    page.get_by_role("link", name="Previous page").click()
+    expect(rows.first).to_have_text(first[0])
+    assert rows.all_inner_texts() == first
+    expect(page.get_by_role("link", name="Previous page")).to_have_count(0)
+    page.get_by_role("link", name="Next page").click()
+    page.wait_for_url(re.compile(r"cursor="))
     page.get_by_role("link", name="First page").click()
     expect(rows.first).to_have_text(first[0])
     page.get_by_label("Label", exact=True).select_option("1")
