@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 T = TypeVar("T")
@@ -22,3 +23,12 @@ def owned(session: Session, table: type[T], owner_id: int, row_id: int, what: st
     if row is None or row.owner_id != owner_id:
         raise NotFound(f"{what} {row_id} not found")
     return row
+
+
+def owned_rows(session: Session, table: type[T], owner_id: int, limit: int | None = None, **equal_to) -> list[T]:
+    """`owner_id`'s rows of `table`, newest first; each keyword not None filters its column by equality."""
+    q = select(table).where(table.owner_id == owner_id).order_by(table.id.desc()).limit(limit)
+    for column, value in equal_to.items():
+        if value is not None:
+            q = q.where(getattr(table, column) == value)
+    return list(session.scalars(q))

@@ -17,7 +17,7 @@ from audit.errors import DebiasError
 
 from ..settings import Settings
 from ..tables import Audit, AuditScore, Job
-from . import Conflict, owned
+from . import Conflict, owned, owned_rows
 from . import datasets as dataset_service
 from . import jobs as job_service
 from . import models as model_service
@@ -85,10 +85,7 @@ def figure_files(report: dict | None) -> set[str]:
 
 
 def list_for(session: Session, owner_id: int, dataset_id: int | None = None) -> list[Audit]:
-    q = select(Audit).where(Audit.owner_id == owner_id).order_by(Audit.id.desc())
-    if dataset_id is not None:
-        q = q.where(Audit.dataset_id == dataset_id)
-    return list(session.scalars(q))
+    return owned_rows(session, Audit, owner_id, dataset_id=dataset_id)
 
 
 def encode_cursor(order: str, value: float, index: int) -> str:

@@ -17,7 +17,7 @@ from audit.loaders import load_dataset
 
 from ..settings import Settings
 from ..tables import Audit, AuditScore, Dataset, Evaluation, Job, Sample, TrainedModel
-from . import Conflict, NotFound, owned
+from . import Conflict, NotFound, owned, owned_rows
 from .bulk import bulk_insert
 
 FORMATS = {".zip": "zip", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
@@ -120,7 +120,7 @@ def get(session: Session, owner_id: int, dataset_id: int) -> Dataset:
 
 
 def list_for(session: Session, owner_id: int) -> list[Dataset]:
-    return list(session.scalars(select(Dataset).where(Dataset.owner_id == owner_id).order_by(Dataset.id.desc())))
+    return owned_rows(session, Dataset, owner_id)
 
 
 def delete_dataset(session: Session, settings: Settings, owner_id: int, dataset_id: int) -> None:

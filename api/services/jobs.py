@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from ..db import utcnow
 from ..tables import Job
-from . import Conflict, owned
+from . import Conflict, owned, owned_rows
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -40,10 +40,7 @@ def get(session: Session, owner_id: int, job_id: int) -> Job:
 
 
 def list_for(session: Session, owner_id: int, status: str | None = None, limit: int = 100) -> list[Job]:
-    q = select(Job).where(Job.owner_id == owner_id).order_by(Job.id.desc()).limit(limit)
-    if status:
-        q = q.where(Job.status == status)
-    return list(session.scalars(q))
+    return owned_rows(session, Job, owner_id, limit, status=status or None)
 
 
 def claim(session: Session, worker_id: str) -> Job | None:

@@ -8,7 +8,7 @@ from audit.errors import DebiasError
 
 from ..settings import Settings
 from ..tables import Dataset, Evaluation, Job, TrainedModel
-from . import Conflict, owned
+from . import Conflict, owned, owned_rows
 from . import datasets as dataset_service
 from . import jobs as job_service
 
@@ -36,10 +36,7 @@ def get(session: Session, owner_id: int, model_id: int) -> TrainedModel:
 
 
 def list_for(session: Session, owner_id: int, dataset_id: int | None = None) -> list[TrainedModel]:
-    q = select(TrainedModel).where(TrainedModel.owner_id == owner_id).order_by(TrainedModel.id.desc())
-    if dataset_id is not None:
-        q = q.where(TrainedModel.dataset_id == dataset_id)
-    return list(session.scalars(q))
+    return owned_rows(session, TrainedModel, owner_id, dataset_id=dataset_id)
 
 
 def require_ready(model: TrainedModel) -> None:
@@ -79,10 +76,7 @@ def get_evaluation(session: Session, owner_id: int, evaluation_id: int) -> Evalu
 
 
 def list_evaluations(session: Session, owner_id: int, model_id: int | None = None) -> list[Evaluation]:
-    q = select(Evaluation).where(Evaluation.owner_id == owner_id).order_by(Evaluation.id.desc())
-    if model_id is not None:
-        q = q.where(Evaluation.model_id == model_id)
-    return list(session.scalars(q))
+    return owned_rows(session, Evaluation, owner_id, model_id=model_id)
 
 
 def latest_evaluation(session: Session, model_id: int, dataset_id: int,
