@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from collections.abc import Callable
@@ -15,6 +16,16 @@ from . import __version__
 from .errors import DebiasError
 
 EXIT_BAD_INPUT = 2
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):  # float() reads "nan" and "inf": options never mean them
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -39,12 +50,12 @@ def _add_density_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--density", choices=list(ESTIMATORS), default="histogram",
                    help="latent density estimator [histogram: the lab's per-dimension max]")
     p.add_argument("--bins", type=_positive_int, default=10, help="histogram bins per latent dimension [10]")
-    p.add_argument("--alpha", type=float, default=0.001, help="histogram smoothing [0.001]")
+    p.add_argument("--alpha", type=_finite_float, default=0.001, help="histogram smoothing [0.001]")
     p.add_argument("--reweight", choices=["both", "positive"], default="both",
                    help="reweight both classes (per-class densities) or only positives like the lab [both]")
-    p.add_argument("--strength", type=float, default=1.0,
+    p.add_argument("--strength", type=_finite_float, default=1.0,
                    help="sampling weight proportional to density**-strength; 0 is uniform [1]")
-    p.add_argument("--min-ess", type=float, default=0.25, dest="min_effective_fraction",
+    p.add_argument("--min-ess", type=_finite_float, default=0.25, dest="min_effective_fraction",
                    help="lower the strength where needed so this share of each class stays effective "
                         "(Kish); 0 reproduces raw inverse-density weights [0.25]")
 
@@ -87,10 +98,10 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--epochs", type=_positive_int, default=6)
     p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr", type=_finite_float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--latent-dim", type=_positive_int, default=100)
-    p.add_argument("--kl-weight", type=float, default=0.0005)
+    p.add_argument("--kl-weight", type=_finite_float, default=0.0005)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... [cuda when present]")
     p.add_argument("--no-progress", action="store_true")
@@ -101,7 +112,7 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     p.add_argument("data")
     p.add_argument("--model", required=True, help="DB-VAE model directory from `debias train`")
     p.add_argument("--out", required=True, help="audit directory to write")
-    p.add_argument("--anomaly-threshold", type=float, default=3.5, help="robust z-score to flag [3.5]")
+    p.add_argument("--anomaly-threshold", type=_finite_float, default=3.5, help="robust z-score to flag [3.5]")
     p.add_argument("--anomaly-on", choices=["both", "density", "reconstruction"], default="both")
     p.add_argument("--top-features", type=_positive_int, default=5)
     p.add_argument("--no-figures", action="store_true")
@@ -132,6 +143,8 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
 
 def _load_data(args, image_size: int):
     from .loaders import load_dataset
+    # Every limit on hostile input (max_samples, max_decoded_bytes, max_expansion, zip and pixel bounds)
+    # keeps load_dataset's defaults, the same as the service's; a refusal is a DatasetError: exit 2, one line.
     return load_dataset(args.data, image_size=image_size, positive=args.positive)
 
 

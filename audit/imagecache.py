@@ -26,7 +26,7 @@ import os
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -234,12 +234,26 @@ def _attributes_from_arrays(meta: np.lib.npyio.NpzFile) -> pd.DataFrame:
 # --------------------------------------------------------------------------- pixels
 
 
+def rows_per_chunk(row_shape: Sequence[int], itemsize: int = 1) -> int:
+    """How many (H, W[, C]) images make about ARRAY_CHUNK_BYTES: the unit arrays are converted in."""
+    return max(1, ARRAY_CHUNK_BYTES // max(1, int(np.prod(row_shape)) * itemsize))
+
+
 def fill_from_array(src: Any, out: np.ndarray, size: int) -> None:
     """Copy uint8 (N, H, W[, 1|3]) `src` (an array or an h5py dataset) into `out`, a chunk at a time."""
-    step = max(1, ARRAY_CHUNK_BYTES // max(1, int(np.prod(src.shape[1:]))))
-    for start in range(0, len(out), step):
-        chunk = np.asarray(src[start : start + step])
+    step = rows_per_chunk(src.shape[1:])
+    fill_from_chunks((src[start : start + step] for start in range(0, len(out), step)), out, size)
+
+
+def fill_from_chunks(chunks: Iterable[Any], out: np.ndarray, size: int) -> None:
+    """Fill `out` from consecutive uint8 (k, H, W[, 1|3]) chunks, so the source is never all in memory."""
+    start = 0
+    for chunk in chunks:
+        chunk = np.asarray(chunk)
         out[start : start + len(chunk)] = _fit_array_chunk(chunk, size)
+        start += len(chunk)
+    if start != len(out):
+        raise DatasetError(f"the image array ended after {start} of {len(out)} images; the file is truncated")
 
 
 def _fit_array_chunk(chunk: np.ndarray, size: int) -> np.ndarray:
