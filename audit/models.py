@@ -6,6 +6,7 @@ side, so the flattened size and the decoder's first feature map follow
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -34,6 +35,9 @@ class ModelConfig:
         for name in ("n_filters", "dense_units", "latent_dim"):
             if getattr(self, name) < 1:
                 raise ModelError(f"{name} must be positive, got {getattr(self, name)}")
+        # A weight past 100 drowns the classifier's loss; NaN or inf would poison every step.
+        if not (math.isfinite(self.kl_weight) and 0 <= self.kl_weight <= 100):
+            raise ModelError(f"kl_weight must be a number from 0 to 100, got {self.kl_weight}")
 
     @property
     def feature_side(self) -> int:

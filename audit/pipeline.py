@@ -12,6 +12,7 @@ import torch
 
 from . import figures
 from .checkpoint import load_model
+from .csvsafe import safe_frame
 from .dataset import ImageDataset
 from .errors import DebiasError
 from .evaluation import evaluate
@@ -41,7 +42,7 @@ def audit_dataset(dataset: ImageDataset, model_dir: str | Path, out_dir: str | P
     with staged_directory(out_dir) as stage:
         if with_figures:
             result.report["figures"] = write_figures(stage, model, dataset, result, dev)
-        result.samples.to_csv(stage / "samples.csv", index=False)
+        safe_frame(result.samples).to_csv(stage / "samples.csv", index=False)
         (stage / "report.json").write_text(json.dumps(result.report, indent=2))
     return result
 

@@ -17,8 +17,16 @@ from .density import ESTIMATORS
 from .errors import DebiasError, ModelError
 from .inference import predict, to_tensor
 from .models import ModelConfig, build_model, check_image_size, dbvae_loss, pick_device
-from .sampling import (CLASS_NAMES, REWEIGHT, check_weighting, class_balanced_sampling_probability,
-                       effective_sample_fraction, per_class_log_density)
+from .sampling import (
+    CLASS_NAMES,
+    REWEIGHT,
+    check_weighting,
+    class_balanced_sampling_probability,
+    effective_sample_fraction,
+    per_class_log_density,
+)
+
+MAX_SEED = 2**32 - 1  # numpy's seed range
 
 
 @dataclass
@@ -40,8 +48,10 @@ class TrainConfig:
                 raise DebiasError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 2:
             raise DebiasError("batch_size must be >= 2 to hold both classes")
-        if not self.lr > 0:
-            raise DebiasError(f"learning rate must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= 1):
+            raise DebiasError(f"learning rate must be a number in (0, 1], got {self.lr}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise DebiasError(f"seed must be a whole number from 0 to {MAX_SEED}, got {self.seed!r}")
         if self.density not in ESTIMATORS:
             raise DebiasError(f"unknown density estimator {self.density!r}; choose one of {', '.join(ESTIMATORS)}")
         if self.reweight not in REWEIGHT:
@@ -138,6 +148,7 @@ def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_d
         batches = epoch_batches(labels, prob, cfg.batch_size, steps, rng)
         record = _run_epoch(model, optimizer, source, y_all, batches, model_cfg, epoch, cfg.epochs,
                             progress, callback)
+        _check_finite(record, epoch, cfg, model_cfg)
         if prob is not None:
             record["max_sampling_weight_ratio"] = float(prob.max() / prob.min())
             record["strength_used"] = {CLASS_NAMES[c]: v for c, v in strength_used.items()}
@@ -147,6 +158,15 @@ def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_d
         save_epoch(out_dir, model, optimizer, epoch, asdict(cfg), history)
     model.eval()
     return TrainResult(model=model, history=history, sampling_probability=prob)
+
+
+def _check_finite(record: dict, epoch: int, cfg: TrainConfig, model_cfg: ModelConfig) -> None:
+    """Stop a diverged run before it checkpoints: a model with NaN weights is worth nothing."""
+    bad = {k: v for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        parts = ", ".join(f"{k}={v}" for k, v in bad.items())
+        raise ModelError(f"training diverged in epoch {epoch}: {parts}; lower lr (now {cfg.lr:g}) or "
+                         f"kl_weight (now {model_cfg.kl_weight:g}) and train again")
 
 
 def _run_epoch(model, optimizer, source: ImageSource, y_all: torch.Tensor, batches: np.ndarray,

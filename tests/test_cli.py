@@ -120,6 +120,14 @@ def test_bad_options_are_one_line(capsys, tmp_path, tiny_npz):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "expected a number >= 1" in err
     assert_bad_input(capsys, "train", tiny_npz, "--out", tmp_path / "m", "--image-size", "24", match="multiple of 16")
     assert_bad_input(capsys, "compare", tmp_path / "missing.json", match="no such metrics file")
+    for option, value in (("--lr", "nan"), ("--kl-weight", "inf"), ("--strength", "Infinity")):
+        code, _, err = run(capsys, "train", tiny_npz, "--out", tmp_path / "m", option, value)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "expected a finite number" in err, err
+    assert_bad_input(capsys, "train", tiny_npz, "--out", tmp_path / "m", "--seed", "-1",
+                     match="seed must be a whole number from 0 to 4294967295")
+    assert_bad_input(capsys, "train", tiny_npz, "--out", tmp_path / "m", "--kl-weight", "1e308",
+                     match="kl_weight must be a number from 0 to 100")
+    assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.slow

@@ -138,10 +138,39 @@ def test_callback_sees_every_step_and_can_stop(tiny_dataset, tmp_path):
 @pytest.mark.parametrize("bad, message", [
     (dict(epochs=0), "epochs must be >= 1"),
     (dict(batch_size=1), "batch_size must be >= 2"),
-    (dict(lr=0), "learning rate must be > 0"),
+    (dict(lr=0), r"learning rate must be a number in \(0, 1\], got 0"),
+    (dict(lr=float("nan")), r"learning rate must be a number in \(0, 1\], got nan"),
+    (dict(lr=float("inf")), "learning rate must be a number"),
+    (dict(seed=-1), r"seed must be a whole number from 0 to 4294967295, got -1"),
+    (dict(seed=2**64), "seed must be a whole number"),
+    (dict(seed=1.5), "seed must be a whole number"),
     (dict(density="parzen"), "unknown density estimator 'parzen'"),
     (dict(reweight="negative"), "unknown reweight 'negative'"),
 ])
 def test_bad_train_config(bad, message):
     with pytest.raises(DebiasError, match=message):
         TrainConfig(**bad)
+
+
+@pytest.mark.parametrize("kl_weight", [float("nan"), float("inf"), -1.0, 1e308])
+def test_bad_kl_weight(kl_weight):
+    with pytest.raises(DebiasError, match="kl_weight must be a number from 0 to 100"):
+        ModelConfig(**{**SMALL, "kl_weight": kl_weight})
+
+
+def test_a_diverged_run_stops_before_it_checkpoints(tiny_dataset, tmp_path, monkeypatch):
+    """A loss that becomes NaN fails the run with a message naming the options to lower; no epoch is saved."""
+    import audit.training as training
+
+    real_loss = training.dbvae_loss
+
+    def poisoned(*args, **kwargs):
+        parts = real_loss(*args, **kwargs)
+        return {**parts, "loss": parts["loss"] * float("nan")}
+
+    monkeypatch.setattr(training, "dbvae_loss", poisoned)
+    with pytest.raises(DebiasError, match=r"training diverged in epoch 1: .*loss=nan.*; lower lr \(now 0.0005\) "
+                                          r"or kl_weight"):
+        train_model(tiny_dataset, tmp_path / "m", ModelConfig(**SMALL), TrainConfig(epochs=2, batch_size=8),
+                    progress=False)
+    assert not checkpoint_path(tmp_path / "m", 1).exists()
