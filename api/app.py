@@ -5,31 +5,21 @@ import logging
 import threading
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from audit import __version__
-from audit.errors import DebiasError
 
+from . import errors
 from .auth import KeyCache
 from .db import make_engine, make_sessionmaker
-from .multipart import UploadError
 from .routes import audits, datasets, health, jobs, models
-from .services import Conflict, NotFound
-from .services.audits import InvalidCursor
 from .settings import Settings
 from .web import STATIC_DIR
 from .web import pages as web_pages
 from .worker import Worker
 
 log = logging.getLogger("debias.api")
-
-
-def _error(status: int):
-    def handler(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status)
-    return handler
 
 
 def create_app(settings: Settings | None = None, start_worker: bool | None = None) -> FastAPI:
@@ -58,14 +48,7 @@ def create_app(settings: Settings | None = None, start_worker: bool | None = Non
     app.state.key_cache = KeyCache()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
-    app.add_exception_handler(NotFound, _error(404))
-    app.add_exception_handler(Conflict, _error(409))
-    app.add_exception_handler(InvalidCursor, _error(400))
-    app.add_exception_handler(DebiasError, _error(422))
-
-    @app.exception_handler(UploadError)
-    def _upload_error(_request: Request, exc: UploadError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+    errors.install(app)
 
     for module in (health, datasets, audits, models, jobs):
         app.include_router(module.router)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from audit import cli as engine_cli
@@ -70,10 +71,15 @@ def cmd_worker(args) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = _settings()
     worker = Worker(settings, make_sessionmaker(make_engine(settings.resolved_database_url)))
+    # SIGTERM (docker stop) or Ctrl-C: stop the running job's process and put the job back in the
+    # queue at once, rather than leave it for the stale-job sweep a minute later.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stopping.set())
     if args.once:
+        worker.sweep()
         worker.run_once()
     else:
-        worker.run_forever()
+        worker.run_forever()  # sweeps what killed jobs left, then polls
 
 
 def cmd_db(args) -> None:

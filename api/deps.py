@@ -4,7 +4,8 @@ A request names its key with `Authorization: Bearer <key>` or, from the web page
 with the `debias_key` cookie set at sign-in. The cookie is used only when no
 Authorization header is sent; a cookie-authenticated unsafe request (POST, PUT,
 PATCH, DELETE) must also come from this site's own pages: its Origin (or Referer)
-must name the request's Host, else 403 (defence in depth beside SameSite=Strict).
+must name the request's scheme, host and port, else 403 (defence in depth beside
+SameSite=Strict).
 """
 from __future__ import annotations
 
@@ -40,13 +41,34 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(scheme: str, netloc: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) with the default port filled in; None when it is not a web origin."""
+    scheme = scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        return None
+    try:
+        parts = urlsplit(f"{scheme}://{netloc}")
+        port = parts.port or DEFAULT_PORTS[scheme]
+    except ValueError:  # a port that is not a number or out of range
+        return None
+    return (scheme, (parts.hostname or "").lower(), port) if parts.hostname else None
+
+
 def same_origin(request: Request) -> bool:
-    """The request's Origin (or, without one, its Referer) names the host it was sent to."""
+    """The request's Origin (or, without one, its Referer) is this server's origin: scheme, host and port.
+
+    An https:// page cannot post to the http:// server (or another port) under cover of the same host name.
+    """
     source = request.headers.get("origin") or request.headers.get("referer")
     host = request.headers.get("host")
     if not source or source == "null" or not host:
         return False
-    return urlsplit(source).netloc.lower() == host.lower()
+    sent = urlsplit(source)
+    theirs = _origin(sent.scheme, sent.netloc)
+    return theirs is not None and theirs == _origin(request.url.scheme, host)
 
 
 def require_same_origin(request: Request) -> None:

@@ -2,9 +2,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from .services import MAX_ID
+
+
+def _json_integer(value: object) -> object:
+    # JSON Schema's integer: 1 and 1.0 are, "1" and true are not (pydantic's lax mode would take both).
+    if isinstance(value, (str, bool)):
+        raise ValueError("must be a JSON integer, not a string or boolean")
+    return value
+
+
+# JSON ids: integers inside the database's range (1.5 and 2^31 are refused; 1.0 is JSON's 1).
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_json_integer)]
+MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
+
+
+# A short text naming an attribute: no NUL (PostgreSQL cannot store it), bounded length; as a pattern,
+# so that the OpenAPI document says so too.
+AttributeName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00]*$")]
 
 Density = Literal["histogram", "histogram-product", "gmm", "kde"]
 Reweight = Literal["both", "positive"]
@@ -14,8 +33,16 @@ class ORM(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class RequestBody(BaseModel):
+    """A request body: unknown fields, NaN and infinities are refused (422), never guessed at."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
 class ErrorOut(BaseModel):
-    detail: str
+    """Every error the API returns (4xx and 5xx): one sentence naming the problem and the fix."""
+
+    detail: str = Field(description="what was wrong and how to fix it")
 
 
 class JobOut(ORM):
@@ -49,18 +76,17 @@ class DatasetOut(ORM):
     created_at: datetime
 
 
-class TrainOptions(BaseModel):
+class TrainOptions(RequestBody):
     """How to train; the defaults are the 6.S191 lab's (Adam 5e-4, batch 32, latent 100)."""
 
-    model_config = ConfigDict(extra="forbid")
     epochs: int = Field(6, ge=1, le=500)
     batch_size: int = Field(32, ge=2, le=4096)
     lr: float = Field(5e-4, gt=0, le=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     latent_dim: int = Field(100, ge=1, le=1024)
-    kl_weight: float = Field(0.0005, ge=0)
+    kl_weight: float = Field(0.0005, ge=0, le=100)
     reweight: Reweight = "both"
-    strength: float = Field(1.0, ge=0)
+    strength: float = Field(1.0, ge=0, le=100)
     min_effective_fraction: float = Field(0.25, ge=0, le=1)
 
 
@@ -82,14 +108,14 @@ class ModelOut(ORM):
     created_at: datetime
 
 
-class AuditCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model_id: int | None = Field(None, description="a ready dbvae model; leave out to train one first")
+class AuditCreate(RequestBody):
+    model_id: BodyId | None = Field(None, description="a ready dbvae model; leave out to train one first")
     density: Density = "histogram"
-    anomaly_threshold: float = Field(3.5, gt=0, description="robust z-score above which a sample is flagged")
+    anomaly_threshold: float = Field(3.5, gt=0, le=1e6,
+                                     description="robust z-score above which a sample is flagged")
     anomaly_on: Literal["both", "density", "reconstruction"] = "both"
     reweight: Reweight = "both"
-    strength: float = Field(1.0, ge=0)
+    strength: float = Field(1.0, ge=0, le=100)
     min_effective_fraction: float = Field(0.25, ge=0, le=1)
     top_features: int = Field(5, ge=1, le=50)
     training: TrainOptions = Field(default_factory=TrainOptions,
@@ -129,10 +155,9 @@ class ScorePage(BaseModel):
     limit: int
 
 
-class EvaluationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    dataset_id: int
-    group_by: list[str] = Field(default_factory=list)
+class EvaluationCreate(RequestBody):
+    dataset_id: BodyId
+    group_by: list[AttributeName] = Field(default_factory=list, max_length=8)
 
 
 class EvaluationOut(ORM):

@@ -19,10 +19,17 @@ class Settings(BaseSettings):
     embedded_worker: bool = True          # `debias serve` runs a job worker in-process
     create_local_key: bool = True         # first start with no owner: create one and print its key
 
-    max_upload_bytes: int = 2 << 30
-    max_zip_entries: int = 200_000
-    max_zip_bytes: int = 4 << 30
-    max_image_pixels: int = 4096 * 4096
+    # Limits on untrusted input (README, "Limits"): each is checked before the bytes are read.
+    max_upload_bytes: int = Field(2 << 30, ge=1)      # the uploaded file, as sent
+    max_zip_entries: int = Field(200_000, ge=1)
+    max_zip_bytes: int = Field(4 << 30, ge=1)         # a zip's entries, unpacked
+    max_image_pixels: int = Field(4096 * 4096, ge=1)  # one image file (width x height)
+    max_samples: int = Field(200_000, ge=2)           # images in one dataset
+    max_decoded_bytes: int = Field(4 << 30, ge=1)     # declared array bytes of an .npz/.h5, and the decoded images
+    max_expansion: float = Field(200.0, gt=1)         # declared bytes / stored bytes of one array or zip entry
+    max_form_field_bytes: int = Field(4096, ge=64)    # each non-file part of an upload
+    max_form_parts: int = Field(16, ge=2)             # parts in one upload
+    max_job_memory: int = Field(8 << 30, ge=1 << 20)  # estimated peak memory of one job, in bytes
     default_image_size: int = 64
 
     heartbeat_seconds: float = 5.0

@@ -5,8 +5,10 @@ import io
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, status
+from fastapi import Path as FPath
 from fastapi.responses import FileResponse, StreamingResponse
 
+from audit.csvsafe import safe_row
 from audit.errors import DebiasError
 
 from ..deps import CurrentOwner, SessionDep, SettingsDep
@@ -15,6 +17,7 @@ from ..services import NotFound
 from ..services import audits as service
 from ..services.runners import audit_dir
 from ..tables import Audit
+from .params import OptionalQueryId, PathId
 from .shapes import audit_out, image_url, job_out, score_out
 
 router = APIRouter(tags=["audits"])
@@ -24,7 +27,7 @@ CSV_COLUMNS = ["index", "label", "log_density", "sampling_weight", "anomaly_scor
 
 
 @router.post("/v1/datasets/{dataset_id}/audits", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
-def start_audit(dataset_id: int, body: AuditCreate, session: SessionDep, settings: SettingsDep,
+def start_audit(dataset_id: PathId, body: AuditCreate, session: SessionDep, settings: SettingsDep,
                 owner: CurrentOwner):
     """Audit the dataset in a DB-VAE's latent space (trained first when no model_id is given)."""
     audit_options = body.model_dump(exclude={"model_id", "training"})
@@ -36,19 +39,19 @@ def start_audit(dataset_id: int, body: AuditCreate, session: SessionDep, setting
 
 
 @router.get("/v1/audits", response_model=list[AuditOut])
-def list_audits(session: SessionDep, owner: CurrentOwner, dataset_id: int | None = None):
+def list_audits(session: SessionDep, owner: CurrentOwner, dataset_id: OptionalQueryId = None):
     return [audit_out(a, with_report=False) for a in service.list_for(session, owner.id, dataset_id)]
 
 
 @router.get("/v1/audits/{audit_id}", response_model=AuditOut)
-def get_audit(audit_id: int, session: SessionDep, owner: CurrentOwner):
+def get_audit(audit_id: PathId, session: SessionDep, owner: CurrentOwner):
     """The audit and, once its job succeeded, the whole report (figures as URLs)."""
     return audit_out(service.get(session, owner.id, audit_id))
 
 
 @router.get("/v1/audits/{audit_id}/figures/{name}", response_class=FileResponse,
             responses={200: {"content": {"image/png": {}}}})
-def get_figure(audit_id: int, name: str, session: SessionDep, settings: SettingsDep, owner: CurrentOwner):
+def get_figure(audit_id: PathId, name: Annotated[str, FPath(max_length=200)], session: SessionDep, settings: SettingsDep, owner: CurrentOwner):
     audit = service.get_ready(session, owner.id, audit_id)
     if name not in service.figure_files(audit.report):  # only names the report lists: no path tricks
         raise NotFound(f"audit {audit_id} has no figure {name!r}")
@@ -89,11 +92,12 @@ def _csv_rows(sessions, owner_id: int, audit_id: int, f: service.ScoreFilter):
         attr_names = sorted(service.dataset_service.get(session, owner_id, audit.dataset_id).attributes)
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow([*CSV_COLUMNS, *attr_names, "image_url"])
+        # Attribute names and values are the uploader's text: neutralised so a spreadsheet shows, not runs, them.
+        writer.writerow(safe_row([*CSV_COLUMNS, *attr_names, "image_url"]))
         for i, r in enumerate(service.iterate(session, audit, f)):
-            writer.writerow([r.sample_index, r.label, r.log_density, r.sampling_weight, r.anomaly_score,
+            writer.writerow(safe_row([r.sample_index, r.label, r.log_density, r.sampling_weight, r.anomaly_score,
                              r.is_anomaly, r.reconstruction_error, r.predicted_probability,
-                             *(r.attributes.get(a) for a in attr_names), image_url(audit.dataset_id, r.sample_index)])
+                             *(r.attributes.get(a) for a in attr_names), image_url(audit.dataset_id, r.sample_index)]))
             if i % 1000 == 999:
                 yield buf.getvalue()
                 buf.seek(0)
@@ -108,7 +112,7 @@ Before = Annotated[str | None, Query(description="a page's prev_cursor: the page
 
 @router.get("/v1/audits/{audit_id}/anomalies", response_model=ScorePage,
             responses={200: {"content": {"text/csv": {}}}})
-def list_anomalies(request: Request, audit_id: int, session: SessionDep, owner: CurrentOwner, limit: Limit = 50,
+def list_anomalies(request: Request, audit_id: PathId, session: SessionDep, owner: CurrentOwner, limit: Limit = 50,
                    cursor: str | None = None, before: Before = None,
                    label: Annotated[int | None, Query(ge=0, le=1)] = None,
                    attribute: Attribute = None, min_score: float | None = None,
@@ -122,7 +126,7 @@ def list_anomalies(request: Request, audit_id: int, session: SessionDep, owner: 
 
 @router.get("/v1/audits/{audit_id}/samples", response_model=ScorePage,
             responses={200: {"content": {"text/csv": {}}}})
-def list_samples(request: Request, audit_id: int, session: SessionDep, owner: CurrentOwner,
+def list_samples(request: Request, audit_id: PathId, session: SessionDep, owner: CurrentOwner,
                  order: Order = "sampling_weight", limit: Limit = 50, cursor: str | None = None,
                  before: Before = None, label: Annotated[int | None, Query(ge=0, le=1)] = None,
                  attribute: Attribute = None, min_score: float | None = None,

@@ -5,13 +5,14 @@ from fastapi import APIRouter, status
 from ..deps import CurrentOwner, SessionDep, SettingsDep
 from ..schemas import Accepted, EvaluationCreate, EvaluationOut, ModelCreate, ModelOut
 from ..services import models as service
+from .params import OptionalQueryId, PathId, QueryId
 from .shapes import job_out, model_out
 
 router = APIRouter(tags=["models"])
 
 
 @router.post("/v1/datasets/{dataset_id}/models", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
-def train_model(dataset_id: int, body: ModelCreate, session: SessionDep, settings: SettingsDep,
+def train_model(dataset_id: PathId, body: ModelCreate, session: SessionDep, settings: SettingsDep,
                 owner: CurrentOwner):
     """Train a standard classifier or a DB-VAE with debiased sampling on the dataset."""
     model, job = service.start_training(session, settings, owner.id, dataset_id, body.model_dump())
@@ -19,18 +20,18 @@ def train_model(dataset_id: int, body: ModelCreate, session: SessionDep, setting
 
 
 @router.get("/v1/models", response_model=list[ModelOut])
-def list_models(session: SessionDep, owner: CurrentOwner, dataset_id: int | None = None):
+def list_models(session: SessionDep, owner: CurrentOwner, dataset_id: OptionalQueryId = None):
     return [model_out(m) for m in service.list_for(session, owner.id, dataset_id)]
 
 
 @router.get("/v1/models/{model_id}", response_model=ModelOut)
-def get_model(model_id: int, session: SessionDep, owner: CurrentOwner):
+def get_model(model_id: PathId, session: SessionDep, owner: CurrentOwner):
     """The model's options, status and per-epoch training history."""
     return model_out(service.get(session, owner.id, model_id))
 
 
 @router.post("/v1/models/{model_id}/evaluations", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
-def evaluate_model(model_id: int, body: EvaluationCreate, session: SessionDep, settings: SettingsDep,
+def evaluate_model(model_id: PathId, body: EvaluationCreate, session: SessionDep, settings: SettingsDep,
                    owner: CurrentOwner):
     """Accuracy per group (label x group_by attributes) of the model on a dataset."""
     ev, job = service.start_evaluation(session, settings, owner.id, model_id, body.dataset_id, body.group_by)
@@ -38,16 +39,16 @@ def evaluate_model(model_id: int, body: EvaluationCreate, session: SessionDep, s
 
 
 @router.get("/v1/evaluations", response_model=list[EvaluationOut])
-def list_evaluations(session: SessionDep, owner: CurrentOwner, model_id: int | None = None):
+def list_evaluations(session: SessionDep, owner: CurrentOwner, model_id: OptionalQueryId = None):
     return [EvaluationOut.model_validate(e) for e in service.list_evaluations(session, owner.id, model_id)]
 
 
 @router.get("/v1/evaluations/{evaluation_id}", response_model=EvaluationOut)
-def get_evaluation(evaluation_id: int, session: SessionDep, owner: CurrentOwner):
+def get_evaluation(evaluation_id: PathId, session: SessionDep, owner: CurrentOwner):
     return EvaluationOut.model_validate(service.get_evaluation(session, owner.id, evaluation_id))
 
 
 @router.get("/v1/models/{model_id}/compare")
-def compare_models(model_id: int, baseline: int, dataset: int, session: SessionDep, owner: CurrentOwner) -> dict:
+def compare_models(model_id: PathId, baseline: QueryId, dataset: QueryId, session: SessionDep, owner: CurrentOwner) -> dict:
     """Per-group accuracy of this model next to a baseline, from their latest evaluations on `dataset`."""
     return service.compare(session, owner.id, model_id, baseline, dataset)

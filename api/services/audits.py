@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import exists, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from audit.errors import DebiasError
@@ -23,6 +24,8 @@ from . import jobs as job_service
 from . import models as model_service
 
 ORDERS = {"anomaly_score": AuditScore.anomaly_score, "sampling_weight": AuditScore.sampling_weight}
+from .limits import check_inference, check_training
+from .locks import lock_datasets, lock_model_source
 
 
 class InvalidCursor(ValueError):
@@ -40,19 +43,22 @@ class ScoreFilter:
 
 def start_audit(session: Session, settings: Settings, owner_id: int, dataset_id: int, model_id: int | None,
                 audit_options: dict, train_options: dict) -> tuple[Audit, Job]:
-    dataset = dataset_service.get(session, owner_id, dataset_id)
+
+    [dataset] = lock_datasets(session, owner_id, [dataset_id])  # until commit: a delete waits (see locks)
     if model_id is None:
         model = model_service.new_model_row(owner_id, dataset, {**train_options, "method": "dbvae",
                                                                 "density": audit_options["density"]})
+        check_training(settings, dataset, model, auditing=True)  # 422 before anything is stored
         session.add(model)
         session.flush()
     else:
-        model = model_service.get(session, owner_id, model_id)
+        model = lock_model_source(session, owner_id, model_service.get(session, owner_id, model_id))
         model_service.require_ready(model)
         if model.method != "dbvae":
             raise DebiasError(f"model {model.id} is a {model.method} classifier; auditing needs a DB-VAE's latent "
                               f"space: pass a dbvae model or leave model_id out to train one")
         model_service.check_fits(model, dataset)
+        check_inference(settings, dataset, model, "auditing with")
     audit = Audit(owner_id=owner_id, dataset_id=dataset.id, model_id=model.id, options=audit_options,
                   status="pending")
     session.add(audit)
@@ -88,26 +94,45 @@ def list_for(session: Session, owner_id: int, dataset_id: int | None = None) -> 
     return owned_rows(session, Audit, owner_id, dataset_id=dataset_id)
 
 
-def encode_cursor(order: str, value: float, index: int) -> str:
-    raw = json.dumps({"o": order, "v": value, "i": index}, separators=(",", ":")).encode()
+MAX_CURSOR_CHARS = 512
+
+
+def encode_cursor(audit_id: int, order: str, value: float, index: int) -> str:
+    raw = json.dumps({"a": audit_id, "o": order, "v": value, "i": index}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, order: str) -> tuple[float, int]:
+def decode_cursor(cursor: str, audit_id: int, order: str) -> tuple[float, int]:
+    """The (score, index) a cursor points at; InvalidCursor unless this audit and order made it."""
+    invalid = InvalidCursor("invalid cursor; pass a page's next_cursor (as cursor) or prev_cursor (as before), "
+                            "or neither for the first page")
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise invalid
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        value, index = float(data["v"]), int(data["i"])
-        if data["o"] != order:
-            raise InvalidCursor(f"this cursor pages through order={data['o']}, not order={order}")
-    except InvalidCursor:
-        raise
+        value, index, made_by, made_order = data["v"], data["i"], data["a"], data["o"]
     except Exception:
-        raise InvalidCursor("invalid cursor; pass a page's next_cursor (as cursor) or prev_cursor (as before), "
-                            "or neither for the first page") from None
-    return value, index
+        raise invalid from None
+    # Scores are finite and indexes non-negative; a forged cursor must not reach the query.
+    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+            or not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 2**31):
+        raise invalid
+    if made_by != audit_id:
+        raise InvalidCursor(f"this cursor pages through another audit's list, not audit {audit_id}'s")
+    if made_order != order:
+        raise InvalidCursor(f"this cursor pages through order={made_order}, not order={order}")
+    return float(value), index
 
 
-def _query(audit_id: int, f: ScoreFilter):
+def _attribute_equals(dialect: str, name: str, value: str):
+    if dialect == "sqlite":
+        # SQLite's JSON paths cannot quote a name holding '"': find the key with json_each instead.
+        each = func.json_each(AuditScore.attributes).table_valued("key", "value")
+        return exists(select(1).select_from(each).where(each.c.key == name, each.c.value == value))
+    return AuditScore.attributes[name].as_string() == value
+
+
+def _query(audit_id: int, f: ScoreFilter, dialect: str):
     col = ORDERS[f.order]
     q = select(AuditScore).where(AuditScore.audit_id == audit_id)
     if f.label is not None:
@@ -117,7 +142,7 @@ def _query(audit_id: int, f: ScoreFilter):
     if f.only_anomalies:
         q = q.where(AuditScore.is_anomaly.is_(True))
     for name, value in (f.attributes or {}).items():
-        q = q.where(AuditScore.attributes[name].as_string() == value)
+        q = q.where(_attribute_equals(dialect, name, value))
     return q, col
 
 
@@ -136,28 +161,28 @@ def page(session: Session, audit: Audit, f: ScoreFilter, limit: int, cursor: str
     if cursor and before:
         raise InvalidCursor("give cursor (the next page) or before (the previous page), not both")
     _check_attributes(session, audit, f)
-    q, col = _query(audit.id, f)
+    q, col = _query(audit.id, f, session.get_bind().dialect.name)
     key = tuple_(col, AuditScore.sample_index)
     if before:
         # Walk backwards (ascending) from `before`, then restore the page's descending order.
-        q = q.where(key > tuple_(*decode_cursor(before, f.order)))
+        q = q.where(key > tuple_(*decode_cursor(before, audit.id, f.order)))
         rows = list(session.scalars(q.order_by(col.asc(), AuditScore.sample_index.asc()).limit(limit + 1)))
         more_before = len(rows) > limit
         rows = rows[:limit][::-1]
-        return Page(rows, _cursor_of(f, rows[-1]) if rows else None,
-                    _cursor_of(f, rows[0]) if more_before else None)
+        return Page(rows, _cursor_of(audit, f, rows[-1]) if rows else None,
+                    _cursor_of(audit, f, rows[0]) if more_before else None)
     if cursor:
-        q = q.where(key < tuple_(*decode_cursor(cursor, f.order)))
+        q = q.where(key < tuple_(*decode_cursor(cursor, audit.id, f.order)))
     rows = list(session.scalars(q.order_by(col.desc(), AuditScore.sample_index.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     # After a cursor there is at least the row it was made from before this page (scores never change).
-    return Page(rows, _cursor_of(f, rows[-1]) if more else None,
-                _cursor_of(f, rows[0]) if cursor and rows else None)
+    return Page(rows, _cursor_of(audit, f, rows[-1]) if more else None,
+                _cursor_of(audit, f, rows[0]) if cursor and rows else None)
 
 
-def _cursor_of(f: ScoreFilter, row: AuditScore) -> str:
-    return encode_cursor(f.order, getattr(row, f.order), row.sample_index)
+def _cursor_of(audit: Audit, f: ScoreFilter, row: AuditScore) -> str:
+    return encode_cursor(audit.id, f.order, getattr(row, f.order), row.sample_index)
 
 
 def iterate(session: Session, audit: Audit, f: ScoreFilter, chunk: int = 5000) -> Iterator[AuditScore]:
@@ -172,7 +197,22 @@ def iterate(session: Session, audit: Audit, f: ScoreFilter, chunk: int = 5000) -
             return
 
 
+MAX_FILTER_CHARS = 1024
+
+
+def _check_filter(f: ScoreFilter) -> None:
+    """Refuse what no stored score can match, rather than silently matching nothing."""
+    if f.min_score is not None and not math.isfinite(f.min_score):
+        raise DebiasError(f"min_score must be a finite number, got {f.min_score}")
+    for name, value in (f.attributes or {}).items():
+        for what, text in (("name", name), ("value", value)):
+            if len(text) > MAX_FILTER_CHARS or "\x00" in text:
+                raise DebiasError(f"attribute filter {what} {text[:40]!r} contains a NUL character or is over "
+                                  f"{MAX_FILTER_CHARS} characters; stored attributes never are")
+
+
 def _check_attributes(session: Session, audit: Audit, f: ScoreFilter) -> None:
+    _check_filter(f)
     if not f.attributes:
         return
     known = dataset_service.get(session, audit.owner_id, audit.dataset_id).attributes

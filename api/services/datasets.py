@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,12 @@ from ..settings import Settings
 from ..tables import Audit, AuditScore, Dataset, Evaluation, Job, Sample, TrainedModel
 from . import Conflict, NotFound, owned, owned_rows
 from .bulk import bulk_insert
+
+
+class UnsupportedFormat(DatasetError):
+    """The upload's file name says it is not a dataset format we read (HTTP 415)."""
+from .leftovers import remove_result
+from .locks import lock_datasets
 
 FORMATS = {".zip": "zip", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
 MAX_VALUES_LISTED = 50  # value counts kept per attribute in the dataset row
@@ -38,9 +46,44 @@ def check_filename(filename: str | None) -> str:
     """The upload's format from its file name, or DatasetError naming what is accepted."""
     suffix = Path(filename or "").suffix.lower()
     if suffix not in FORMATS:
-        raise DatasetError(f"{filename or 'the upload'} is not a dataset file: send a .zip (folder of images with "
+        raise UnsupportedFormat(f"{filename or 'the upload'} is not a dataset file: send a .zip (folder of images with "
                            f"manifest.csv or class sub-folders), .npz or .h5")
     return suffix
+
+
+MAX_TEXT = 255  # name, positive and file name: the columns' width
+
+
+def check_text(value: str, what: str) -> str:
+    """A short, printable text field; refused (never trimmed or altered) when it is not."""
+    if len(value) > MAX_TEXT:
+        raise DatasetError(f"{what} is {len(value)} characters long; keep it to {MAX_TEXT}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise DatasetError(f"{what} {value[:60]!r} contains a control character (NUL, newline, ...); remove it")
+    return value
+
+
+@dataclass(frozen=True)
+class UploadForm:
+    """An upload's text fields, checked: what `ingest` needs besides the file."""
+
+    filename: str
+    image_size: int | None
+    positive: str | None
+    name: str | None
+
+    @classmethod
+    def parse(cls, filename: str | None, fields: dict[str, str]) -> UploadForm:
+        filename = check_text(filename or "", "the file name")
+        check_filename(filename)
+        size = fields.get("image_size", "").strip()
+        # ASCII digits only: str.isdigit() also accepts '²' and '①', which int() then rejects.
+        if size and not re.fullmatch(r"[0-9]{1,4}", size):
+            raise DatasetError(f"image_size must be a whole number such as 64, got {size[:20]!r}")
+        positive, name = fields.get("positive") or None, fields.get("name") or None
+        return cls(filename, int(size) if size else None,
+                   check_text(positive, "positive") if positive else None,
+                   check_text(name, "name") if name else None)
 
 
 def load(settings: Settings, ds_row: Dataset, display: str | None = None) -> ImageDataset:
@@ -57,22 +100,24 @@ def load(settings: Settings, ds_row: Dataset, display: str | None = None) -> Ima
     try:
         ds = load_dataset(source, image_size=ds_row.image_size, positive=ds_row.positive,
                           cache_dir=folder / "cache", max_pixels=settings.max_image_pixels,
-                          max_zip_entries=settings.max_zip_entries, max_zip_bytes=settings.max_zip_bytes)
+                          max_zip_entries=settings.max_zip_entries, max_zip_bytes=settings.max_zip_bytes,
+                          max_samples=settings.max_samples, max_decoded_bytes=settings.max_decoded_bytes,
+                          max_expansion=settings.max_expansion)
     except DatasetError as exc:
         raise DatasetError(str(exc).replace(str(source), shown)) from None
     ds.source, ds.problems = shown, [p.replace(str(source), shown) for p in ds.problems]
     return ds
 
 
-def ingest(session: Session, settings: Settings, owner_id: int, upload: Path, filename: str,
-           image_size: int | None, positive: str | None, name: str | None) -> Dataset:
+def ingest(session: Session, settings: Settings, owner_id: int, upload: Path, form: UploadForm) -> Dataset:
     """Validate and decode `upload`, then store it; on any error nothing is kept (files or rows)."""
+    filename = form.filename
     suffix = check_filename(filename)
-    image_size = image_size or settings.default_image_size
+    image_size = settings.default_image_size if form.image_size is None else form.image_size
     if image_size < 16 or image_size % 16 or image_size > 512:
         raise DatasetError(f"image_size must be a multiple of 16 between 16 and 512, got {image_size}")
-    row = Dataset(owner_id=owner_id, name=(name or filename)[:255], file_format=FORMATS[suffix],
-                  image_size=image_size, positive=positive or None, n_samples=0, n_positive=0, n_negative=0,
+    row = Dataset(owner_id=owner_id, name=form.name or filename, file_format=FORMATS[suffix],
+                  image_size=image_size, positive=form.positive, n_samples=0, n_positive=0, n_negative=0,
                   attributes={}, problems=[], upload_bytes=upload.stat().st_size)
     session.add(row)
     session.flush()  # the id names the folder
@@ -102,15 +147,21 @@ def attribute_records(ds: ImageDataset) -> list[dict]:
     """One {attribute: value as str} per sample (null when missing): filters compare strings on every backend."""
     if not len(ds.attributes.columns):
         return [{} for _ in range(len(ds))]
-    frame = ds.attributes.astype(str).where(ds.attributes.notna(), None)
-    frame.columns = [str(c) for c in frame.columns]
-    return frame.to_dict("records")
+    columns = {}
+    for col in ds.attributes.columns:
+        # Missing values (NaN, None, NA) become JSON null: never the text "nan", never a bare NaN, which
+        # is not JSON (SQLite refuses it as "malformed JSON").
+        values = ds.attributes[col].astype(str).to_numpy(dtype=object)
+        values[ds.attributes[col].isna().to_numpy()] = None
+        columns[str(col)] = values.tolist()
+    names = list(columns)
+    return [dict(zip(names, row)) for row in zip(*columns.values())]
 
 
 def _attribute_counts(ds: ImageDataset) -> dict[str, dict[str, int]]:
     out = {}
     for col in ds.attributes.columns:
-        counts = ds.attributes[col].astype(str).value_counts()
+        counts = ds.attributes[col].dropna().astype(str).value_counts()  # missing is not a value
         out[str(col)] = {str(k): int(v) for k, v in counts.head(MAX_VALUES_LISTED).items()}
     return out
 
@@ -125,12 +176,16 @@ def list_for(session: Session, owner_id: int) -> list[Dataset]:
 
 def delete_dataset(session: Session, settings: Settings, owner_id: int, dataset_id: int) -> None:
     """Remove the dataset, everything derived from it (models, audits, scores, evaluations) and its files."""
-    row = get(session, owner_id, dataset_id)
+
+    # Locked first: a model or audit being created on it meanwhile either comes first (its job makes
+    # this a 409) or waits and then finds no dataset (404); never both succeed.
+    [row] = lock_datasets(session, owner_id, [dataset_id], exclusive=True)
     model_ids = list(session.scalars(select(TrainedModel.id).where(TrainedModel.dataset_id == dataset_id)))
     busy = list(session.scalars(select(Job.id).where(
         Job.status.in_(("queued", "running")),
         (Job.dataset_id == dataset_id) | Job.id.in_(
-            select(Evaluation.job_id).where(Evaluation.model_id.in_(model_ids))))))
+            select(Evaluation.job_id).where(Evaluation.model_id.in_(model_ids))) | Job.id.in_(
+            select(Audit.job_id).where(Audit.model_id.in_(model_ids))))))
     if busy:
         raise Conflict(f"dataset {dataset_id} is in use by job(s) {', '.join(map(str, busy))}; "
                        f"cancel them or wait for them to finish")
@@ -145,9 +200,10 @@ def delete_dataset(session: Session, settings: Settings, owner_id: int, dataset_
     session.execute(delete(Sample).where(Sample.dataset_id == dataset_id))
     session.delete(row)
     session.commit()
-    for path in [dataset_dir(settings, dataset_id), *(settings.path("models", m) for m in model_ids),
-                 *(settings.path("audits", a) for a in audit_ids)]:
-        shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(dataset_dir(settings, dataset_id), ignore_errors=True)
+    # With the staging folders a killed job may have left beside them.
+    for path in [*(settings.path("models", m) for m in model_ids), *(settings.path("audits", a) for a in audit_ids)]:
+        remove_result(path)
 
 
 # Memory-mapped images of recently viewed datasets: a page of thumbnails would otherwise reload

@@ -39,8 +39,9 @@ def get(session: Session, owner_id: int, job_id: int) -> Job:
     return owned(session, Job, owner_id, job_id, "job")
 
 
-def list_for(session: Session, owner_id: int, status: str | None = None, limit: int = 100) -> list[Job]:
-    return owned_rows(session, Job, owner_id, limit, status=status or None)
+def list_for(session: Session, owner_id: int, status: str | None = None, limit: int = 100,
+             before_id: int | None = None) -> list[Job]:
+    return owned_rows(session, Job, owner_id, limit, before_id, status=status or None)
 
 
 def claim(session: Session, worker_id: str) -> Job | None:
@@ -95,6 +96,12 @@ def finish(session: Session, job: Job, status: str, message: str, error: str | N
         job.progress = 100.0
 
 
+def mark_resources(session: Session, job: Job, status: str) -> None:
+    """Give what the job produces (model, audit, evaluation) the job's final status, in the caller's transaction."""
+    from .runners import RUNNERS  # runners import this module: resolve the cycle at call time
+    RUNNERS[job.kind].mark_resources(session, job, status)
+
+
 def requeue_stale(session: Session, stale_after: timedelta) -> list[int]:
     """Running jobs whose worker stopped heart-beating go back to the queue (or fail after max attempts)."""
     cutoff = utcnow() - stale_after
@@ -104,12 +111,23 @@ def requeue_stale(session: Session, stale_after: timedelta) -> list[int]:
         lost = f"worker {job.worker_id} stopped heart-beating"
         if job.cancel_requested:
             finish(session, job, "cancelled", f"cancelled ({lost})")
+            mark_resources(session, job, "cancelled")
         elif job.attempts >= job.max_attempts:
             finish(session, job, "failed", "failed", error=f"{lost}; gave up after {job.attempts} attempts")
+            mark_resources(session, job, "failed")
         else:
             job.status, job.worker_id, job.message = "queued", None, f"requeued: {lost}"
     session.commit()
     return [j.id for j in stale]
+
+
+def release(session: Session, job_id: int, worker_id: str, message: str) -> bool:
+    """Put a job we hold back in the queue (its worker is shutting down); the attempt is not counted."""
+    done = session.execute(update(Job).where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
+                           .values(status="queued", worker_id=None, message=message[:2000],
+                                   attempts=Job.attempts - 1)).rowcount
+    session.commit()
+    return done == 1
 
 
 def request_cancel(session: Session, owner_id: int, job_id: int) -> Job:
@@ -121,6 +139,8 @@ def request_cancel(session: Session, owner_id: int, job_id: int) -> Job:
         done = session.execute(update(Job).where(Job.id == job_id, Job.status == "queued")
                                .values(status="cancelled", message="cancelled", finished_at=utcnow())).rowcount
         if done == 1:
+            # Its model / audit / evaluation would otherwise stay "pending" for ever.
+            mark_resources(session, job, "cancelled")
             session.commit()
             session.refresh(job)
             return job

@@ -11,6 +11,8 @@ from ..tables import Dataset, Evaluation, Job, TrainedModel
 from . import Conflict, owned, owned_rows
 from . import datasets as dataset_service
 from . import jobs as job_service
+from .limits import check_inference, check_training
+from .locks import lock_datasets, lock_model_source
 
 
 def new_model_row(owner_id: int, dataset: Dataset, options: dict) -> TrainedModel:
@@ -21,8 +23,10 @@ def new_model_row(owner_id: int, dataset: Dataset, options: dict) -> TrainedMode
 
 def start_training(session: Session, settings: Settings, owner_id: int, dataset_id: int,
                    options: dict) -> tuple[TrainedModel, Job]:
-    dataset = dataset_service.get(session, owner_id, dataset_id)
+
+    [dataset] = lock_datasets(session, owner_id, [dataset_id])  # until commit: a delete waits (see locks)
     model = new_model_row(owner_id, dataset, options)
+    check_training(settings, dataset, model)  # 422 before anything is stored
     session.add(model)
     session.flush()
     job = job_service.enqueue(session, owner_id, "train", {"model_id": model.id}, dataset.id, settings.max_attempts)
@@ -53,10 +57,13 @@ def check_fits(model: TrainedModel, dataset: Dataset) -> None:
 
 def start_evaluation(session: Session, settings: Settings, owner_id: int, model_id: int, dataset_id: int,
                      group_by: list[str]) -> tuple[Evaluation, Job]:
+
     model = get(session, owner_id, model_id)
-    dataset = dataset_service.get(session, owner_id, dataset_id)
+    [dataset] = lock_datasets(session, owner_id, [dataset_id])  # both datasets, until commit (see locks)
+    model = lock_model_source(session, owner_id, model)
     require_ready(model)
     check_fits(model, dataset)
+    check_inference(settings, dataset, model, "evaluating")
     unknown = [g for g in group_by if g not in dataset.attributes]
     if unknown:
         raise DebiasError(f"unknown attribute(s) {', '.join(unknown)} for group_by; dataset {dataset.id} has: "

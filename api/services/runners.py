@@ -2,7 +2,8 @@
 
 Results are written to a folder of their own and published in one final
 transaction together with the job's success, so a failed or cancelled job
-leaves nothing half-written visible.
+leaves nothing half-written visible. `run` executes in the job's own process
+(api.jobchild); `discard`, `sweep` and `mark_resources` in the worker.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit.checkpoint import latest_checkpoint
+from audit.errors import DebiasError
 from audit.models import ModelConfig
 from audit.pipeline import audit_dataset, evaluate_model, train_model
 from audit.report import AuditConfig
@@ -25,6 +27,7 @@ from ..tables import Audit, AuditScore, Dataset, Evaluation, Job, TrainedModel
 from . import datasets as dataset_service
 from .bulk import bulk_insert
 from .jobs import JobLost, finish
+from .leftovers import remove_debris, remove_result
 
 SCORE_COLUMNS = ("audit_id", "sample_index", "label", "log_density", "sampling_weight", "anomaly_score",
                  "is_anomaly", "reconstruction_error", "predicted_probability", "attributes")
@@ -35,7 +38,7 @@ class JobContext:
     job: Job
     settings: Settings
     sessions: sessionmaker[Session]
-    report: Callable[[float, str], None]   # progress 0-100 and a message; raises to stop the job
+    report: Callable[[float, str], None]   # progress 0-100 and a message, relayed to the worker
 
     @property
     def payload(self) -> dict:
@@ -48,6 +51,18 @@ def model_dir(settings: Settings, model_id: int) -> Path:
 
 def audit_dir(settings: Settings, audit_id: int) -> Path:
     return settings.path("audits", audit_id)
+
+
+def _row(session: Session, table, row_id: int, what: str, job_id: int):
+    """The row the job works on; a clear DebiasError if it was deleted meanwhile (never an AttributeError)."""
+    row = session.get(table, row_id)
+    if row is None:
+        raise DebiasError(f"{what} {row_id} was deleted before job {job_id} could use it; nothing to do")
+    return row
+
+
+def _load_dataset(session: Session, ctx: JobContext, dataset_id: int):
+    return dataset_service.load(ctx.settings, _row(session, Dataset, dataset_id, "dataset", ctx.job.id))
 
 
 def _claimed_job(session: Session, ctx: JobContext) -> Job:
@@ -86,8 +101,8 @@ class TrainRunner:
 
     def run(self, ctx: JobContext) -> None:
         with ctx.sessions() as session:
-            model = session.get(TrainedModel, ctx.payload["model_id"])
-            ds = dataset_service.load(ctx.settings, session.get(Dataset, model.dataset_id))
+            model = _row(session, TrainedModel, ctx.payload["model_id"], "model", ctx.job.id)
+            ds = _load_dataset(session, ctx, model.dataset_id)
         ctx.report(1, "dataset loaded")
         _train(ctx, model, ds, 1, 98)
         with ctx.sessions() as session:
@@ -97,8 +112,11 @@ class TrainRunner:
             finish(session, job, "succeeded", f"trained {model.method} for {len(model.history)} epochs")
             session.commit()
 
-    def discard(self, ctx: JobContext) -> None:
-        shutil.rmtree(model_dir(ctx.settings, ctx.payload["model_id"]), ignore_errors=True)
+    def discard(self, settings: Settings, payload: dict) -> None:
+        remove_result(model_dir(settings, payload["model_id"]))
+
+    def sweep(self, settings: Settings, payload: dict) -> None:
+        remove_debris(model_dir(settings, payload["model_id"]))
 
     def mark_resources(self, session: Session, job: Job, status: str) -> None:
         session.execute(update(TrainedModel).where(TrainedModel.id == job.payload["model_id"]).values(status=status))
@@ -109,9 +127,9 @@ class AuditRunner:
 
     def run(self, ctx: JobContext) -> None:
         with ctx.sessions() as session:
-            audit = session.get(Audit, ctx.payload["audit_id"])
-            model = session.get(TrainedModel, audit.model_id)
-            ds = dataset_service.load(ctx.settings, session.get(Dataset, audit.dataset_id))
+            audit = _row(session, Audit, ctx.payload["audit_id"], "audit", ctx.job.id)
+            model = _row(session, TrainedModel, audit.model_id, "model", ctx.job.id)
+            ds = _load_dataset(session, ctx, audit.dataset_id)
         ctx.report(1, "dataset loaded")
         trains = ctx.payload.get("train_model", False)
         if trains:
@@ -141,10 +159,15 @@ class AuditRunner:
                                               f"{result.report['anomalies']['count']} anomalies")
             session.commit()
 
-    def discard(self, ctx: JobContext) -> None:
-        shutil.rmtree(audit_dir(ctx.settings, ctx.payload["audit_id"]), ignore_errors=True)
-        if ctx.payload.get("train_model"):
-            shutil.rmtree(model_dir(ctx.settings, ctx.payload["model_id"]), ignore_errors=True)
+    def discard(self, settings: Settings, payload: dict) -> None:
+        remove_result(audit_dir(settings, payload["audit_id"]))
+        if payload.get("train_model"):
+            remove_result(model_dir(settings, payload["model_id"]))
+
+    def sweep(self, settings: Settings, payload: dict) -> None:
+        remove_debris(audit_dir(settings, payload["audit_id"]))
+        if payload.get("train_model"):
+            remove_debris(model_dir(settings, payload["model_id"]))
 
     def mark_resources(self, session: Session, job: Job, status: str) -> None:
         session.execute(update(Audit).where(Audit.id == job.payload["audit_id"]).values(status=status))
@@ -158,8 +181,8 @@ class EvaluateRunner:
 
     def run(self, ctx: JobContext) -> None:
         with ctx.sessions() as session:
-            ev = session.get(Evaluation, ctx.payload["evaluation_id"])
-            ds = dataset_service.load(ctx.settings, session.get(Dataset, ev.dataset_id))
+            ev = _row(session, Evaluation, ctx.payload["evaluation_id"], "evaluation", ctx.job.id)
+            ds = _load_dataset(session, ctx, ev.dataset_id)
         ctx.report(10, "evaluating")
         metrics = evaluate_model(model_dir(ctx.settings, ev.model_id), ds, ev.group_by, device=ctx.settings.device)
         metrics["model"].pop("path", None)  # a server path is nobody's business
@@ -170,8 +193,11 @@ class EvaluateRunner:
             finish(session, job, "succeeded", f"worst group accuracy {metrics['worst_group_accuracy']:.3f}")
             session.commit()
 
-    def discard(self, ctx: JobContext) -> None:
+    def discard(self, settings: Settings, payload: dict) -> None:
         pass  # nothing on disk
+
+    def sweep(self, settings: Settings, payload: dict) -> None:
+        pass
 
     def mark_resources(self, session: Session, job: Job, status: str) -> None:
         session.execute(update(Evaluation).where(Evaluation.id == job.payload["evaluation_id"]).values(status=status))

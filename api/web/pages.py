@@ -22,6 +22,7 @@ from audit.errors import DebiasError
 
 from ..auth import owner_for_key
 from ..deps import SessionDep, SettingsDep, same_origin
+from ..routes.params import MAX_ID, Dimension, PathId
 from ..services import Conflict, NotFound
 from ..services import audits as audit_service
 from ..services import datasets as dataset_service
@@ -152,14 +153,14 @@ def datasets_page(request: Request, session: SessionDep, settings: SettingsDep, 
 
 
 @router.get("/datasets/{dataset_id}")
-def dataset_page(request: Request, dataset_id: int, session: SessionDep, owner: PageOwner):
+def dataset_page(request: Request, dataset_id: PathId, session: SessionDep, owner: PageOwner):
     _owner(request, owner)
     return render(request, "dataset.html", **views.dataset_page(session, owner.id, dataset_id))
 
 
 # ------------------------------------------------------------------ audits
 @router.get("/audits/{audit_id}")
-def audit_page(request: Request, audit_id: int, session: SessionDep, settings: SettingsDep, owner: PageOwner,
+def audit_page(request: Request, audit_id: PathId, session: SessionDep, settings: SettingsDep, owner: PageOwner,
                label: str | None = None, attribute: str | None = None, min_score: str | None = None,
                cursor: str | None = None, before: str | None = None):
     _owner(request, owner)
@@ -169,7 +170,7 @@ def audit_page(request: Request, audit_id: int, session: SessionDep, settings: S
 
 
 @router.get("/audits/{audit_id}/download")
-def audit_download(request: Request, audit_id: int, session: SessionDep, settings: SettingsDep, owner: PageOwner):
+def audit_download(request: Request, audit_id: PathId, session: SessionDep, settings: SettingsDep, owner: PageOwner):
     """The report as one self-contained HTML file: CSS and every image inline, no script, no links needed."""
     _owner(request, owner)
     audit_service.get_ready(session, owner.id, audit_id)
@@ -183,7 +184,7 @@ def audit_download(request: Request, audit_id: int, session: SessionDep, setting
 
 
 @router.get("/audits/{audit_id}/traversals/{dimension}.png")
-def traversal_image(request: Request, audit_id: int, dimension: int, session: SessionDep, settings: SettingsDep,
+def traversal_image(request: Request, audit_id: PathId, dimension: Dimension, session: SessionDep, settings: SettingsDep,
                     owner: PageOwner):
     """One under-represented feature's latent traversal (decoded images), as the audit wrote it."""
     audit = audit_service.get_ready(session, owner.id, audit_id)
@@ -193,7 +194,7 @@ def traversal_image(request: Request, audit_id: int, dimension: int, session: Se
 
 # ------------------------------------------------------------------ models
 @router.get("/models/{model_id}")
-def model_page(request: Request, model_id: int, session: SessionDep, owner: PageOwner):
+def model_page(request: Request, model_id: PathId, session: SessionDep, owner: PageOwner):
     _owner(request, owner)
     return render(request, "model.html", **views.model_page(session, owner.id, model_id))
 
@@ -201,10 +202,9 @@ def model_page(request: Request, model_id: int, session: SessionDep, owner: Page
 def _int(value: str | None, name: str) -> int | None:
     if value in (None, ""):
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise DebiasError(f"{name} must be a whole number, got {value!r}") from None
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_ID:
+        raise DebiasError(f"{name} must be an id: a whole number from 1 to {MAX_ID}, got {value[:40]!r}")
+    return int(value)
 
 
 @router.get("/compare")

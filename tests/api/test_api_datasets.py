@@ -122,10 +122,12 @@ def test_sample_image_is_the_uploaded_picture(client, alice):
 
 def test_sample_index_out_of_range(client, alice, tiny_npz_bytes):
     ds = upload(client, alice, tiny_npz_bytes).json()
-    for index in (48, 1000, -1):
+    for index in (48, 1000):
         r = client.get(f"/v1/datasets/{ds['id']}/samples/{index}/image", headers=alice)
         assert r.status_code == 404, (index, r.text)
         assert f"no sample {index}" in r.json()["detail"] and "it has 48" in r.json()["detail"]
+    r = client.get(f"/v1/datasets/{ds['id']}/samples/-1/image", headers=alice)
+    assert r.status_code == 422 and "index" in r.json()["detail"]
 
 
 def count(app, table, *where) -> int:
@@ -216,7 +218,8 @@ BAD_FILES = {
 def test_bad_upload_is_refused_and_nothing_is_kept(client, alice, settings, case):
     content, filename, fragment = BAD_FILES[case]
     r = upload(client, alice, content, filename=filename)
-    assert_refused(r, 422, fragment, client, alice, settings)
+    # Not a dataset format at all: 415 Unsupported Media Type; a dataset file that is wrong inside: 422.
+    assert_refused(r, 415 if case == "not-a-dataset-file" else 422, fragment, client, alice, settings)
 
 
 LIMITS = {
@@ -269,8 +272,8 @@ def test_upload_that_is_not_multipart_is_415(client, alice, settings, tiny_npz_b
 
 
 @pytest.mark.parametrize("value, status, fragment", [
-    ("big", 422, "image_size must be a whole number, got 'big'"),
-    ("1.5", 422, "image_size must be a whole number, got '1.5'"),
+    ("big", 422, "image_size must be a whole number such as 64, got 'big'"),
+    ("1.5", 422, "image_size must be a whole number such as 64, got '1.5'"),
     ("24", 422, "image_size must be a multiple of 16 between 16 and 512, got 24"),
 ])
 def test_bad_image_size(client, alice, settings, tiny_npz_bytes, value, status, fragment):

@@ -97,7 +97,7 @@ def test_cancel_queued_and_finished(client, app, alice, tiny_npz_bytes):
     job = client.post(f"/v1/jobs/{job_id}/cancel", headers=alice).json()
     assert job["status"] == "cancelled"
     assert run_jobs(app) == 0
-    assert client.get(f"/v1/models/{model_id}", headers=alice).json()["status"] == "pending"
+    assert client.get(f"/v1/models/{model_id}", headers=alice).json()["status"] == "cancelled"
     again = client.post(f"/v1/jobs/{job_id}/cancel", headers=alice)
     assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
 
