@@ -45,6 +45,13 @@ def free_port() -> int:
 @contextlib.contextmanager
 def live_server(database_url: str, data_dir: Path, workers: int = 1, extra_env: dict | None = None):
     """Serve the app with uvicorn in a child process (no job worker); yields the base URL."""
+    with live_server_process(database_url, data_dir, workers, extra_env) as (base, _proc):
+        yield base
+
+
+@contextlib.contextmanager
+def live_server_process(database_url: str, data_dir: Path, workers: int = 1, extra_env: dict | None = None):
+    """As live_server, yielding (base URL, the server's Popen) for benches that watch the process."""
     port = free_port()
     env = {**os.environ, "DEBIAS_DATABASE_URL": database_url, "DEBIAS_DATA_DIR": str(data_dir),
            "DEBIAS_EMBEDDED_WORKER": "false", **(extra_env or {})}
@@ -61,7 +68,7 @@ def live_server(database_url: str, data_dir: Path, workers: int = 1, extra_env: 
                 time.sleep(0.1)
         else:
             raise RuntimeError("the server did not start")
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         proc.wait(timeout=30)
