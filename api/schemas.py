@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from .services import MAX_ID
 
@@ -88,6 +88,20 @@ class TrainOptions(RequestBody):
     reweight: Reweight = "both"
     strength: float = Field(1.0, ge=0, le=100)
     min_effective_fraction: float = Field(0.25, ge=0, le=1)
+    error_upweight: float = Field(0.0, ge=0, le=1000, description="JTT's error set: after error_epoch epochs, "
+                                  "draw misclassified samples (1 + this) times as often; 0 is off")
+    error_epoch: int = Field(1, ge=1, le=499, description="epochs before the error set is taken")
+    mix_groups: float = Field(0.0, ge=0, le=1, description="share of each batch mixed with a same-class sample "
+                              "from the other side of the error set (needs error_upweight > 0)")
+
+    @model_validator(mode="after")
+    def _error_epoch_before_the_end(self):
+        if self.mix_groups and not self.error_upweight:
+            raise ValueError("mix_groups mixes across the error set: set error_upweight > 0 too")
+        if self.error_upweight and self.error_epoch >= self.epochs:
+            raise ValueError(f"error_epoch ({self.error_epoch}) must be less than epochs ({self.epochs}): the "
+                             f"error set is taken after it and used in the epochs that follow")
+        return self
 
 
 class ModelCreate(TrainOptions):

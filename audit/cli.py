@@ -102,6 +102,14 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--latent-dim", type=_positive_int, default=100)
     p.add_argument("--kl-weight", type=_finite_float, default=0.0005)
+    p.add_argument("--error-upweight", type=_finite_float, default=0.0,
+                   help="JTT's error set: after --error-epoch epochs, draw the samples the model gets wrong "
+                        "this many times more often (within their class); 0 is off [0]")
+    p.add_argument("--error-epoch", type=_positive_int, default=1,
+                   help="epochs before the error set is taken (early, before rare samples are memorised) [1]")
+    p.add_argument("--mix-groups", type=_finite_float, default=0.0,
+                   help="share of each batch mixed with a same-class sample from the other side of the error "
+                        "set (LISA over inferred groups; needs --error-upweight) [0]")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... [cuda when present]")
     p.add_argument("--no-progress", action="store_true")
@@ -115,6 +123,10 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     p.add_argument("--anomaly-threshold", type=_finite_float, default=3.5, help="robust z-score to flag [3.5]")
     p.add_argument("--anomaly-on", choices=["both", "density", "reconstruction"], default="both")
     p.add_argument("--top-features", type=_positive_int, default=5)
+    p.add_argument("--max-subgroups", type=_positive_int, default=8,
+                   help="most subgroups per class; how many are found is chosen from the data (BIC) [8]")
+    p.add_argument("--min-subgroup-size", type=_positive_int, default=10,
+                   help="smaller subgroups are listed but flagged small and ranked last [10]")
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--device")
     _add_data_options(p, None)
@@ -174,7 +186,9 @@ def cmd_train(args) -> None:
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             density=args.density, density_params=_density_params(args),
                             reweight=args.reweight, strength=args.strength,
-                            min_effective_fraction=args.min_effective_fraction, device=args.device)
+                            min_effective_fraction=args.min_effective_fraction,
+                            error_upweight=args.error_upweight, error_epoch=args.error_epoch,
+                            mix_groups=args.mix_groups, device=args.device)
     ds = _load_data(args, args.image_size)
     result = train_model(ds, args.out, model_cfg, train_cfg, resume=args.resume, progress=not args.no_progress)
     last = result.history[-1] if result.history else {}
@@ -188,19 +202,34 @@ def cmd_audit(args) -> None:
     cfg = AuditConfig(density=args.density, density_params=_density_params(args), reweight=args.reweight,
                       strength=args.strength, min_effective_fraction=args.min_effective_fraction,
                       anomaly_on=args.anomaly_on, anomaly_threshold=args.anomaly_threshold,
-                      top_features=args.top_features)
+                      top_features=args.top_features, max_subgroups=args.max_subgroups,
+                      min_subgroup_size=args.min_subgroup_size)
     ds = _load_data(args, args.image_size or _model_image_size(args.model))
     result = audit_dataset(ds, args.model, args.out, cfg, device=args.device, with_figures=not args.no_figures)
     print(summarise_audit(result.report, args.out))
 
 
-def summarise_audit(report: dict, out_dir) -> str:
+def _subgroup_line(sg: dict) -> str:
+    error = "n/a" if sg.get("error_rate") is None else f"{sg['error_rate']:.1%}"
+    top = sg["enriched"][0] if sg.get("enriched") else None
+    enriched = (f"{top['attribute']}={top['value']} (precision {top['precision']:.2f}, recall {top['recall']:.2f}, "
+                f"lift {top['lift']:.1f})"
+                if top else "no enriched attribute")
+    return (f"  subgroup {sg['id']} ({sg['class']}{', small' if sg.get('small') else ''}): {sg['n']} samples, "
+            f"{sg['share']:.1%} of the class, error rate {error}, {enriched}")
+
+
+def summarise_audit(report: dict, out_dir, top_subgroups: int = 5) -> str:
     an = report["anomalies"]
     feats = ", ".join(f"{f['dimension']} ({f.get('class', '?')}, {f['score']:.2f})"
                       for f in report["under_represented_features"])
-    lines = [f"audited {report['summary']['n_samples']} samples -> {out_dir}",
-             f"  most under-represented latent features (dimension, class, score): {feats}",
-             f"  anomalies: {an['count']} ({an['rate']:.1%}) above robust z {an['threshold']}"]
+    subgroups = report.get("subgroups", [])
+    lines = [f"audited {report['summary']['n_samples']} samples -> {out_dir}"]
+    if subgroups:
+        lines.append(f"  {len(subgroups)} subgroups found; the most under-represented and worst served first:")
+        lines += [_subgroup_line(sg) for sg in subgroups[:top_subgroups]]
+    lines += [f"  most under-represented latent features (dimension, class, score): {feats}",
+              f"  anomalies: {an['count']} ({an['rate']:.1%}) above robust z {an['threshold']}"]
     least = sorted((r for r in report["representation"] if r["value"] != "n/a"),
                    key=lambda r: -r["mean_weight_ratio"])[:3]
     for r in least:

@@ -71,6 +71,21 @@ def tempered_inverse_density_weights(log_density: np.ndarray, strength: float = 
     return inverse_density_weights(log_density, lo), lo
 
 
+def error_upweighted(prob: np.ndarray, labels: np.ndarray, errors: np.ndarray, upweight: float) -> np.ndarray:
+    """Multiply each sample's probability by (1 + upweight * error), keeping every class's total mass.
+
+    `errors` in [0, 1]: JTT's error set (1 = misclassified by an early snapshot of the model). The
+    mass moves towards the badly served samples inside their class, never across classes.
+    """
+    if upweight < 0 or not np.isfinite(upweight):
+        raise DebiasError(f"error upweight must be a finite number >= 0, got {upweight}")
+    out = np.asarray(prob, dtype=np.float64) * (1.0 + upweight * np.asarray(errors, dtype=np.float64))
+    for cls in np.unique(labels):
+        members = labels == cls
+        out[members] *= prob[members].sum() / out[members].sum()
+    return out
+
+
 def class_balanced_sampling_probability(log_density: np.ndarray, labels: np.ndarray,
                                         reweight: str = "both", strength: float = 1.0,
                                         min_effective_fraction: float = 0.0) -> tuple[np.ndarray, dict[int, float]]:

@@ -16,6 +16,7 @@ from .dataset import ImageDataset
 from .density import ESTIMATORS
 from .errors import DebiasError, ModelError
 from .inference import predict, to_tensor
+from .mixing import GroupMixer
 from .models import ModelConfig, build_model, check_image_size, dbvae_loss, pick_device
 from .sampling import (
     CLASS_NAMES,
@@ -23,6 +24,7 @@ from .sampling import (
     check_weighting,
     class_balanced_sampling_probability,
     effective_sample_fraction,
+    error_upweighted,
     per_class_log_density,
 )
 
@@ -40,6 +42,13 @@ class TrainConfig:
     reweight: str = "both"          # both classes (per-class densities) | positive (the lab)
     strength: float = 1.0           # weights proportional to density**-strength
     min_effective_fraction: float = 0.25  # temper the strength so >= this share of a class stays effective
+    # JTT's error set: after `error_epoch` epochs the samples the model gets wrong are drawn
+    # (1 + error_upweight) times as often as the others of their class from then on. 0 turns it off.
+    error_upweight: float = 0.0
+    error_epoch: int = 1
+    # Share of each batch mixed with a same-class partner from the other side of the error set
+    # (LISA's selective augmentation over inferred groups; audit/mixing.py). Needs error_upweight > 0.
+    mix_groups: float = 0.0
     device: str | None = None
 
     def __post_init__(self) -> None:
@@ -57,6 +66,15 @@ class TrainConfig:
         if self.reweight not in REWEIGHT:
             raise DebiasError(f"unknown reweight {self.reweight!r}; choose one of {', '.join(REWEIGHT)}")
         check_weighting(self.strength, self.min_effective_fraction)
+        if not (math.isfinite(self.error_upweight) and 0 <= self.error_upweight <= 1000):
+            raise DebiasError(f"error_upweight must be a number from 0 to 1000, got {self.error_upweight}")
+        if not (math.isfinite(self.mix_groups) and 0 <= self.mix_groups <= 1):
+            raise DebiasError(f"mix_groups must be a share from 0 to 1, got {self.mix_groups}")
+        if self.mix_groups and not self.error_upweight:
+            raise DebiasError("mix_groups mixes across the error set: set error_upweight > 0 too")
+        if self.error_upweight and not 1 <= self.error_epoch < self.epochs:
+            raise DebiasError(f"error_epoch must be from 1 to epochs - 1 = {self.epochs - 1}, got {self.error_epoch}: "
+                              f"the error set is taken after it and used in the epochs that follow")
 
 
 # callback(epoch, step, steps_per_epoch, metrics); raising from it stops training.
@@ -112,11 +130,24 @@ def epoch_batches(labels: np.ndarray, prob: np.ndarray | None, batch_size: int, 
 
 
 def debiasing_probability(model, source_images: np.ndarray, labels: np.ndarray, cfg: TrainConfig,
-                          device: torch.device) -> tuple[np.ndarray, dict[int, float]]:
-    mu = predict(model, source_images, device, want_recon_error=False)["mu"]
-    log_density = per_class_log_density(mu, labels, cfg.density, cfg.density_params)
-    return class_balanced_sampling_probability(log_density, labels, cfg.reweight, cfg.strength,
-                                               cfg.min_effective_fraction)
+                          device: torch.device) -> tuple[np.ndarray, dict[int, float], np.ndarray]:
+    """(sampling probability, strength used per class, logits of this pass) from the current model."""
+    out = predict(model, source_images, device, want_recon_error=False)
+    log_density = per_class_log_density(out["mu"], labels, cfg.density, cfg.density_params)
+    prob, used = class_balanced_sampling_probability(log_density, labels, cfg.reweight, cfg.strength,
+                                                     cfg.min_effective_fraction)
+    return prob, used, out["logit"]
+
+
+ERROR_SET_FILE = "error_set.npy"
+
+
+def _error_set(model, images: np.ndarray, labels: np.ndarray, logits: np.ndarray | None,
+               device: torch.device) -> np.ndarray:
+    """1.0 where the model (as it is now) misclassifies the sample, else 0.0."""
+    if logits is None:
+        logits = predict(model, images, device, want_recon_error=False)["logit"]
+    return ((logits > 0).astype(np.int64) != labels).astype(np.float64)
 
 
 def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str | Path,
@@ -139,16 +170,29 @@ def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_d
     y_all = torch.from_numpy(labels).to(device)
     steps = math.ceil(len(labels) / cfg.batch_size)
     prob, strength_used = None, {}
+    errors = _load_error_set(out_dir, len(labels)) if resume and cfg.error_upweight else None
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         # Seeding per epoch makes a resumed run identical to an uninterrupted one.
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 100_003 + epoch)
+        logits = None
         if model_cfg.method == "dbvae":
-            prob, strength_used = debiasing_probability(model, dataset.images, labels, cfg, device)
+            prob, strength_used, logits = debiasing_probability(model, dataset.images, labels, cfg, device)
+        if cfg.error_upweight and epoch == cfg.error_epoch + 1:
+            # Taken once, early: later the model memorises its rare samples and their errors vanish.
+            errors = _error_set(model, dataset.images, labels, logits, device)
+            np.save(out_dir / ERROR_SET_FILE, errors)
+        if errors is not None:
+            base = prob if prob is not None else class_balanced_sampling_probability(
+                np.zeros(len(labels)), labels, "both", 0.0)[0]
+            prob = error_upweighted(base, labels, errors, cfg.error_upweight)
         batches = epoch_batches(labels, prob, cfg.batch_size, steps, rng)
+        mixer = GroupMixer(labels, errors, cfg.mix_groups) if errors is not None and cfg.mix_groups else None
         record = _run_epoch(model, optimizer, source, y_all, batches, model_cfg, epoch, cfg.epochs,
-                            progress, callback)
+                            progress, callback, mixer, rng)
         _check_finite(record, epoch, cfg, model_cfg)
+        if errors is not None:
+            record["error_set"] = {CLASS_NAMES[int(c)]: int(errors[labels == c].sum()) for c in np.unique(labels)}
         if prob is not None:
             record["max_sampling_weight_ratio"] = float(prob.max() / prob.min())
             record["strength_used"] = {CLASS_NAMES[c]: v for c, v in strength_used.items()}
@@ -158,6 +202,16 @@ def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_d
         save_epoch(out_dir, model, optimizer, epoch, asdict(cfg), history)
     model.eval()
     return TrainResult(model=model, history=history, sampling_probability=prob)
+
+
+def _load_error_set(out_dir: Path, n: int) -> np.ndarray | None:
+    path = out_dir / ERROR_SET_FILE
+    if not path.is_file():
+        return None  # the run stopped before taking it: it is taken when its epoch comes
+    errors = np.load(path)
+    if errors.shape != (n,):
+        raise ModelError(f"{path} holds {errors.shape} error flags for {n} samples; resume on the same data")
+    return errors
 
 
 def _check_finite(record: dict, epoch: int, cfg: TrainConfig, model_cfg: ModelConfig) -> None:
@@ -171,7 +225,8 @@ def _check_finite(record: dict, epoch: int, cfg: TrainConfig, model_cfg: ModelCo
 
 def _run_epoch(model, optimizer, source: ImageSource, y_all: torch.Tensor, batches: np.ndarray,
                model_cfg: ModelConfig, epoch: int, epochs: int, progress: bool,
-               callback: ProgressCallback | None) -> dict:
+               callback: ProgressCallback | None, mixer: GroupMixer | None = None,
+               rng: np.random.Generator | None = None) -> dict:
     model.train()
     # Sums stay on the device: a .item() per step would stall a GPU every batch.
     sums: dict[str, torch.Tensor] = {}
@@ -183,6 +238,10 @@ def _run_epoch(model, optimizer, source: ImageSource, y_all: torch.Tensor, batch
     for step, idx in enumerate(bar, 1):
         x = source.batch(idx)
         y = y_all[torch.from_numpy(idx).to(y_all.device)]
+        if mixer is not None:
+            rows, partners = mixer.partners(idx, rng)
+            if len(rows):
+                x = mixer.mix(x, rows, source.batch(partners), rng)
         out = model(x)
         parts = dbvae_loss(out, x, y, model_cfg.kl_weight)
         optimizer.zero_grad(set_to_none=True)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from audit.errors import DebiasError
-from audit.sampling import (class_balanced_sampling_probability, effective_sample_fraction, inverse_density_weights,
-                            per_class_log_density, tempered_inverse_density_weights)
+from audit.sampling import (class_balanced_sampling_probability, effective_sample_fraction, error_upweighted,
+                            inverse_density_weights, per_class_log_density, tempered_inverse_density_weights)
 
 
 def test_weights_are_inverse_density_and_sum_to_one():
@@ -72,3 +72,15 @@ def test_tempering_leaves_mild_weights_alone():
     np.testing.assert_allclose(w, [0.2, 0.4, 0.4])
     with pytest.raises(DebiasError, match=r"must be in \[0, 1\]"):
         tempered_inverse_density_weights(log_density, 1.0, min_effective_fraction=2)
+
+
+def test_error_upweighting_moves_mass_inside_each_class_only():
+    labels = np.array([1, 1, 1, 1, 0, 0])
+    prob = np.array([0.125, 0.125, 0.125, 0.125, 0.25, 0.25])
+    errors = np.array([1, 0, 0, 0, 0, 1.0])
+    out = error_upweighted(prob, labels, errors, upweight=3.0)
+    # Positives: weights 4,1,1,1 over the class's mass 0.5; negatives 1,4 over 0.5.
+    np.testing.assert_allclose(out, [0.5 * 4 / 7, 0.5 / 7, 0.5 / 7, 0.5 / 7, 0.5 / 5, 0.5 * 4 / 5])
+    np.testing.assert_allclose(error_upweighted(prob, labels, errors, 0.0), prob)
+    with pytest.raises(DebiasError, match="error upweight must be a finite number >= 0"):
+        error_upweighted(prob, labels, errors, float("nan"))

@@ -174,3 +174,43 @@ def test_a_diverged_run_stops_before_it_checkpoints(tiny_dataset, tmp_path, monk
         train_model(tiny_dataset, tmp_path / "m", ModelConfig(**SMALL), TrainConfig(epochs=2, batch_size=8),
                     progress=False)
     assert not checkpoint_path(tmp_path / "m", 1).exists()
+
+
+@pytest.mark.parametrize("method", ["standard", "dbvae"])
+def test_error_set_is_taken_once_and_upweights_sampling(tiny_dataset, tmp_path, method):
+    result = _train(tiny_dataset, tmp_path / "m", method=method, epochs=3, error_upweight=20.0, error_epoch=1)
+    errors = np.load(tmp_path / "m" / "error_set.npy")
+    assert errors.shape == (len(tiny_dataset),) and set(np.unique(errors)) <= {0.0, 1.0}
+    assert "error_set" not in result.history[0]
+    for record in result.history[1:]:  # the same set, taken after epoch 1, used in epochs 2 and 3
+        assert sum(record["error_set"].values()) == int(errors.sum())
+    prob = result.sampling_probability
+    labels = tiny_dataset.labels
+    for cls in (0, 1):
+        assert prob[labels == cls].sum() == pytest.approx(0.5)
+        wrong, right = (labels == cls) & (errors == 1), (labels == cls) & (errors == 0)
+        if wrong.any() and right.any() and method == "standard":
+            assert prob[wrong].mean() == pytest.approx(21 * prob[right].mean())
+
+
+def test_resume_keeps_the_error_set(tiny_dataset, tmp_path):
+    straight = _train(tiny_dataset, tmp_path / "straight", epochs=3, error_upweight=20.0)
+    _train(tiny_dataset, tmp_path / "resumed", epochs=2, error_upweight=20.0)
+    resumed = _train(tiny_dataset, tmp_path / "resumed", epochs=3, error_upweight=20.0, resume=True)
+    _assert_same_weights(_weights(straight.model), _weights(resumed.model))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(error_upweight=-1), "error_upweight must be a number from 0 to 1000"),
+    (dict(error_upweight=float("nan")), "error_upweight must be a number from 0 to 1000"),
+    (dict(error_upweight=5, error_epoch=6), r"error_epoch must be from 1 to epochs - 1 = 5, got 6"),
+])
+def test_bad_error_options(bad, message):
+    with pytest.raises(DebiasError, match=message):
+        TrainConfig(epochs=6, **bad)
+
+
+def test_training_with_group_mixing_runs_and_is_seeded(tiny_dataset, tmp_path):
+    a = _train(tiny_dataset, tmp_path / "a", epochs=2, error_upweight=20.0, mix_groups=0.5)
+    b = _train(tiny_dataset, tmp_path / "b", epochs=2, error_upweight=20.0, mix_groups=0.5)
+    _assert_same_weights(_weights(a.model), _weights(b.model))

@@ -80,6 +80,9 @@ def _train(ctx: JobContext, model: TrainedModel, ds, start: float, span: float) 
     train_cfg = TrainConfig(epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], seed=opts["seed"],
                             density=model.density or "histogram", reweight=opts["reweight"],
                             strength=opts["strength"], min_effective_fraction=opts["min_effective_fraction"],
+                            # Models stored before these options existed trained without them.
+                            error_upweight=opts.get("error_upweight", 0.0), error_epoch=opts.get("error_epoch", 1),
+                            mix_groups=opts.get("mix_groups", 0.0),
                             device=ctx.settings.device)
     out = model_dir(ctx.settings, model.id)
     # A retry after a lost worker continues from the last epoch it checkpointed.
