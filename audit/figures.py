@@ -59,6 +59,27 @@ def image_grid(images: np.ndarray, path, ncols: int = 8, captions: list[str] | N
     return _save(_layout([_Block(grid)], title, notes), path)
 
 
+def subgroup_grid(central: np.ndarray, others: np.ndarray, path, title: str = "") -> Path:
+    """One subgroup's members: the row nearest its centre over a row of other members drawn at random.
+
+    Either row may be empty (a subgroup of a few samples has no others), not both.
+    """
+    rows = [(_as_images(imgs, name), label) for imgs, name, label in
+            ((central, "central", "nearest centre"), (others, "others", "random members")) if len(imgs)]
+    if not rows:
+        raise DebiasError("central and others are both empty; pass at least one member image")
+    if len(rows) == 2 and rows[0][0].shape[1:3] != rows[1][0].shape[1:3]:
+        raise DebiasError(f"central images are {rows[0][0].shape[1]}x{rows[0][0].shape[2]} but others are "
+                          f"{rows[1][0].shape[1]}x{rows[1][0].shape[2]}; pass images of one size")
+    ncols = min(max(len(r) for r, _ in rows), MAX_GRID_IMAGES // 2)
+    cells: list[np.ndarray | None] = []
+    for imgs, _ in rows:
+        shown = list(imgs[:ncols])
+        cells += shown + [None] * (ncols - len(shown))
+    grid = _Grid(cells, ncols=ncols, row_labels=[label for _, label in rows])
+    return _save(_layout([_Block(grid)], title, []), path)
+
+
 def sampling_extremes(images: np.ndarray, sampling_weight: np.ndarray, path, n: int = 25,
                       title: str = "") -> Path:
     """The paper's Fig. 4: the `n` least and the `n` most up-weighted samples, side by side.

@@ -20,7 +20,8 @@ from .inference import decode, predict
 from .models import ModelConfig, check_image_size, pick_device
 from .outputs import staged_directory
 from .report import CLASS_NAMES, AuditConfig, AuditResult, run_audit
-from .training import TrainConfig, TrainResult, train
+from .subgroups import grid_members
+from .training import ERROR_SET_FILE, TrainConfig, TrainResult, train
 
 
 def train_model(dataset: ImageDataset, out_dir: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
@@ -38,13 +39,37 @@ def audit_dataset(dataset: ImageDataset, model_dir: str | Path, out_dir: str | P
     dev = pick_device(device)
     model, _ = load_model(model_dir, dev)
     check_image_size(model.cfg.image_size, dataset.image_size)
-    result = run_audit(model, dataset, cfg, dev)
+    errors, note = load_error_set(model_dir, len(dataset))
+    result = run_audit(model, dataset, cfg, dev, errors=errors)
+    if note:
+        result.report["subgroup_discovery"]["notes"] = [note]
     with staged_directory(out_dir) as stage:
         if with_figures:
             result.report["figures"] = write_figures(stage, model, dataset, result, dev)
         safe_frame(result.samples).to_csv(stage / "samples.csv", index=False)
         (stage / "report.json").write_text(json.dumps(result.report, indent=2))
     return result
+
+
+def load_error_set(model_dir: str | Path, n: int) -> tuple[np.ndarray | None, str | None]:
+    """The training's error set (1.0 = an early snapshot misclassified the sample), if it fits this data.
+
+    It was taken on the training data, so it is used only when it has one flag per sample of the
+    audited dataset; otherwise it is left out with a note (the audit of other data goes on without it).
+    """
+    path = Path(model_dir) / ERROR_SET_FILE
+    if not path.is_file():
+        return None, None
+    try:
+        flags = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        return None, f"{ERROR_SET_FILE} in the model directory is unreadable ({exc}); left out"
+    if flags.shape != (n,) or not np.issubdtype(flags.dtype, np.number):
+        return None, f"{ERROR_SET_FILE} holds {flags.shape} flags for {n} samples (another dataset?); left out"
+    flags = flags.astype(np.float64)
+    if not np.isfinite(flags).all() or flags.min() < 0 or flags.max() > 1:
+        return None, f"{ERROR_SET_FILE} holds values outside [0, 1]; left out"
+    return flags, None
 
 
 def evaluate_model(model_dir: str | Path, dataset: ImageDataset, group_by: list[str],
@@ -83,6 +108,12 @@ def write_figures(folder: Path, model, dataset: ImageDataset, result: AuditResul
                                          folder / f"sampling_extremes_{name}.png",
                                          title=f"{name} samples by sampling probability")
         written[f"sampling_extremes_{name}"] = path.name
+    for sg in report["subgroups"]:
+        central, others = grid_members(result.mu, samples["subgroup"].to_numpy(), sg["id"])
+        sg["grid"] = figures.subgroup_grid(
+            np.asarray(dataset.images[central]), np.asarray(dataset.images[others]),
+            folder / f"subgroup_{sg['id']}.png",
+            title=f"subgroup {sg['id']} ({sg['class']}, {sg['n']} samples, {sg['share']:.1%} of the class)").name
     features = report["under_represented_features"]
     # The decoder rebuilds positives only: traversals of negatives' features would show nothing real.
     shown = [f for f in features if f["class"] == "positive"]
@@ -117,4 +148,4 @@ def device_summary(device: str | None = None) -> str:
     return f"{dev.type}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "")
 
 
-__all__ = ["train_model", "audit_dataset", "evaluate_model", "write_figures", "device_summary"]
+__all__ = ["train_model", "audit_dataset", "evaluate_model", "write_figures", "device_summary", "load_error_set"]

@@ -1,7 +1,9 @@
-"""The audit: latent densities, sampling weights, anomalies and the report as data.
+"""The audit: subgroups, latent densities, sampling weights, anomalies and the report as data.
 
 `audit_latents` is pure numpy over latent means so it can be run (and timed) on
-100k vectors without a model; `run_audit` adds the forward pass.
+100k vectors without a model; `run_audit` adds the forward pass.  Its first
+result is `subgroups` (see audit.subgroups): each class's latent clusters,
+ranked most under-represented and worst served first.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from .dataset import ImageDataset
 from .density import ESTIMATORS
@@ -16,9 +19,11 @@ from .errors import DebiasError
 from .inference import predict
 from .sampling import (CLASS_NAMES, REWEIGHT, check_weighting, class_balanced_sampling_probability,
                        effective_sample_fraction, per_class_log_density)
+from .subgroups import SubgroupFinder, classification_loss, summarise_subgroups, under_representation
 
 ANOMALY_ON = ("both", "density", "reconstruction")
 SAMPLE_COLUMNS = ["index", "label", "log_density", "sampling_weight", "anomaly_score", "is_anomaly"]
+SUBGROUP_COLUMNS = ["subgroup", "under_representation"]     # right after SAMPLE_COLUMNS
 
 
 @dataclass
@@ -32,6 +37,8 @@ class AuditConfig:
     anomaly_threshold: float = 3.5    # robust z-score (median / MAD) above which a sample is flagged
     histogram_bins: int = 10
     top_features: int = 5
+    max_subgroups: int = 8            # per class; the number found is chosen by BIC, up to this
+    min_subgroup_size: int = 10       # smaller subgroups are listed, flagged small and ranked last
 
     def __post_init__(self) -> None:
         if self.density not in ESTIMATORS:
@@ -45,6 +52,10 @@ class AuditConfig:
             raise DebiasError(f"anomaly threshold must be > 0 (a robust z-score), got {self.anomaly_threshold}")
         if self.histogram_bins < 2 or self.top_features < 1:
             raise DebiasError("histogram bins must be >= 2 and top features >= 1")
+        for name in ("max_subgroups", "min_subgroup_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DebiasError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
 @dataclass
@@ -80,19 +91,38 @@ def anomaly_scores(log_density: np.ndarray, recon_error: np.ndarray | None, labe
 
 def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
                   recon_error: np.ndarray | None = None,
-                  attributes: pd.DataFrame | None = None) -> AuditResult:
+                  attributes: pd.DataFrame | None = None,
+                  logit: np.ndarray | None = None,
+                  errors: np.ndarray | None = None) -> AuditResult:
+    """The audit of latent means `mu` (N, latent_dim).
+
+    Optional per-sample inputs: `recon_error` (the decoder's L1 error), `logit`
+    (the classifier's; gives error rates, losses and predicted_probability) and
+    `errors` (1.0 where an early snapshot of the model misclassified the
+    sample, JTT's error set); the last two feed `under_representation`.
+    """
     labels = np.asarray(labels)
     if len(mu) != len(labels):
         raise DebiasError(f"{len(mu)} latent vectors but {len(labels)} labels")
+    for name, values in (("logit", logit), ("errors", errors)):
+        if values is not None and np.shape(values) != labels.shape:
+            raise DebiasError(f"{name} has shape {np.shape(values)} but there are {len(labels)} samples; "
+                              f"pass one value per sample or none")
     attributes = attributes if attributes is not None else pd.DataFrame(index=pd.RangeIndex(len(labels)))
     log_density = per_class_log_density(mu, labels, cfg.density, cfg.density_params)
     weight, strength_used = class_balanced_sampling_probability(log_density, labels, cfg.reweight, cfg.strength,
                                                                 cfg.min_effective_fraction)
     score = anomaly_scores(log_density, recon_error, labels, cfg.anomaly_on)
     flagged = score >= cfg.anomaly_threshold
+    loss = classification_loss(logit, labels)[0] if logit is not None else None
+    under = under_representation(log_density, labels, loss=loss, errors=errors)
+    finder = SubgroupFinder(max_k=cfg.max_subgroups, min_size=cfg.min_subgroup_size).fit(mu, labels)
 
     samples = pd.DataFrame({"index": np.arange(len(labels)), "label": labels, "log_density": log_density,
-                            "sampling_weight": weight, "anomaly_score": score, "is_anomaly": flagged})
+                            "sampling_weight": weight, "anomaly_score": score, "is_anomaly": flagged,
+                            "subgroup": finder.labels_, "under_representation": under})
+    if logit is not None:
+        samples["predicted_probability"] = expit(np.asarray(logit, dtype=np.float64))
     if recon_error is not None:
         samples["reconstruction_error"] = recon_error
     for col in attributes.columns:
@@ -100,6 +130,9 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
         samples[name] = attributes[col].to_numpy()
 
     features = rank_under_represented(mu, labels, weight, cfg)
+    discovery = finder.summary()
+    discovery["under_representation_signals"] = ["density"] + (["loss"] if loss is not None else []) + \
+        (["error_set"] if errors is not None else [])
     report = {
         "summary": {"n_samples": int(len(labels)),
                     "class_counts": {CLASS_NAMES[c]: int((labels == c).sum()) for c in (1, 0)},
@@ -108,6 +141,9 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
                     "strength_used": {CLASS_NAMES[c]: v for c, v in strength_used.items()},
                     "effective_sample_fraction": {CLASS_NAMES[c]: effective_sample_fraction(weight[labels == c])
                                                   for c in strength_used}},
+        "subgroups": summarise_subgroups(finder.labels_, labels, weight, under, attributes, logit,
+                                         min_size=cfg.min_subgroup_size),
+        "subgroup_discovery": discovery,
         "config": asdict(cfg),
         "latent_histograms": latent_histograms(mu, labels, cfg.histogram_bins),
         "under_represented_features": features,
@@ -118,13 +154,14 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
     return AuditResult(samples=samples, report=report, mu=mu)
 
 
-def run_audit(model, dataset: ImageDataset, cfg: AuditConfig, device) -> AuditResult:
+def run_audit(model, dataset: ImageDataset, cfg: AuditConfig, device,
+              errors: np.ndarray | None = None) -> AuditResult:
+    """The forward pass, then `audit_latents`; `errors` as there (the training's error set, if any)."""
     if not hasattr(model, "encode"):
         raise DebiasError("auditing needs a DB-VAE model (its latent space); train one with --method dbvae")
     out = predict(model, dataset.images, device)
-    result = audit_latents(out["mu"], dataset.labels, cfg, out["recon_error"], dataset.attributes)
-    result.samples.insert(len(SAMPLE_COLUMNS), "predicted_probability", 1 / (1 + np.exp(-out["logit"])))
-    return result
+    return audit_latents(out["mu"], dataset.labels, cfg, out["recon_error"], dataset.attributes,
+                         logit=out["logit"], errors=errors)
 
 
 def _weight_ratio(weight: np.ndarray, labels: np.ndarray) -> dict:

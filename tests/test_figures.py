@@ -53,6 +53,14 @@ def test_image_grid_greyscale_and_nested_folder(tmp_path, rng):
     assert_png(out, tmp_path / "sub")
 
 
+def test_subgroup_grid(tmp_path, images):
+    out = figures.subgroup_grid(images[:8], images[8:], tmp_path / "subgroup_3.png", title="subgroup 3")
+    assert_png(out, tmp_path)
+    assert_png(figures.subgroup_grid(images[:3], images[:0], tmp_path / "few.png"), tmp_path)   # no others
+    with pytest.raises(DebiasError, match="both empty"):
+        figures.subgroup_grid(images[:0], images[:0], tmp_path / "x.png")
+
+
 def test_sampling_extremes(tmp_path, images, rng):
     weight = rng.random(10)
     weight /= weight.sum()

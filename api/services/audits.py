@@ -84,10 +84,11 @@ def get_ready(session: Session, owner_id: int, audit_id: int) -> Audit:
 
 
 def figure_files(report: dict | None) -> set[str]:
-    """Every image file the audit wrote: its figures and the positives' traversal strips."""
+    """Every image file the audit wrote: its figures, the positives' traversal strips, the subgroup grids."""
     report = report or {}
     strips = {f["traversal_strip"] for f in report.get("under_represented_features", []) if f.get("traversal_strip")}
-    return set(report.get("figures", {}).values()) | strips
+    grids = {s["grid"] for s in report.get("subgroups", []) if s.get("grid")}
+    return set(report.get("figures", {}).values()) | strips | grids
 
 
 def list_for(session: Session, owner_id: int, dataset_id: int | None = None) -> list[Audit]:

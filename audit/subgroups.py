@@ -1,0 +1,362 @@
+"""Subgroups: each class's latent means split into clusters whose number the data chooses.
+
+The audit's first result.  Within each class the latent means are
+standardised, reduced to at most `max_dims` whitened principal axes (fitted per
+class), and Gaussian mixtures (diagonal covariance) with k = 1..max_k
+components are fitted; the k
+with the lowest BIC wins (Schwarz's criterion: log-likelihood gain against
+parameter count, so one cluster stays one subgroup and a far, compact minority
+of a few percent earns its own component).  Each sample's subgroup is its most
+likely component.  Ids are unique across classes: positives first, then
+negatives, and within a class from the largest subgroup to the smallest.
+
+Per sample, `under_representation` ranks the minority first: it mixes how
+rare the sample is in its class's latent density with how badly the model
+serves it (see `under_representation`).  `summarise_subgroups` turns both into
+the ranked list of report.json's `subgroups`.
+"""
+from __future__ import annotations
+
+import warnings
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_limits
+
+from .errors import DebiasError, NotFittedError
+from .sampling import CLASS_NAMES
+
+COVARIANCE_TYPES = ("full", "diag")
+MISSING_VALUES = ("", "n/a")     # with NaN/None: "no value" (synth writes "n/a" where an attribute does not apply)
+
+
+def _check_positive_int(value, name: str, fix: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise DebiasError(f"{name} must be a whole number >= 1, got {value!r}; {fix}")
+    return int(value)
+
+
+class SubgroupFinder:
+    """Per-class Gaussian mixtures on whitened principal axes, k chosen by BIC (scikit-learn style).
+
+    Parameters: `max_k` the most subgroups per class; `min_size` the smallest
+    subgroup worth its own mixture component on average (a class of n samples
+    tries at most n // min_size components, and one of fewer than
+    max(10, 2 * min_size) samples stays one subgroup, with a note);
+    `max_dims` principal axes kept; `covariance_type` "diag" (the default:
+    20 parameters per component in 10 axes, so a cluster of a few dozen
+    samples is fitted, and it recovered planted 3% clusters where "full"
+    swallowed majority points) or "full"; `n_init` k-means restarts per k;
+    `max_fit_samples` mixtures are fitted on at most this many samples of a
+    class (then every sample is assigned).
+
+    Learned: `labels_` (N,) subgroup ids, `n_subgroups_`, `classes_`
+    {class name: {"k", "bic" (one per k tried), "note"}}.
+    """
+
+    def __init__(self, max_k: int = 8, min_size: int = 10, max_dims: int = 10, covariance_type: str = "diag",
+                 n_init: int = 2, max_fit_samples: int = 10000, random_state: int = 0):
+        self.max_k = _check_positive_int(max_k, "max_k (most subgroups per class)", "pass 1 or more")
+        self.min_size = _check_positive_int(min_size, "min_size (smallest subgroup)", "pass 1 or more")
+        self.max_dims = _check_positive_int(max_dims, "max_dims", "pass 1 or more principal axes")
+        self.n_init = _check_positive_int(n_init, "n_init", "pass 1 or more restarts")
+        self.max_fit_samples = _check_positive_int(max_fit_samples, "max_fit_samples", "pass 1 or more")
+        if covariance_type not in COVARIANCE_TYPES:
+            raise DebiasError(f"unknown covariance_type {covariance_type!r}; choose one of "
+                              f"{', '.join(COVARIANCE_TYPES)}")
+        self.covariance_type, self.random_state = covariance_type, random_state
+
+    def fit(self, mu: np.ndarray, labels: np.ndarray) -> "SubgroupFinder":
+        mu, labels = _check_inputs(mu, labels)
+        self.labels_ = np.empty(len(labels), dtype=np.int64)
+        self.classes_: dict[str, dict] = {}
+        next_id = 0
+        for cls in sorted(np.unique(labels).tolist(), reverse=True):      # positives first, as everywhere
+            members = np.flatnonzero(labels == cls)
+            local, info = self._fit_class(mu[members])
+            self.labels_[members] = local + next_id
+            next_id += int(local.max()) + 1
+            self.classes_[CLASS_NAMES.get(int(cls), str(cls))] = info
+        self.n_subgroups_ = next_id
+        return self
+
+    def fit_predict(self, mu: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return self.fit(mu, labels).labels_
+
+    def summary(self) -> dict:
+        """How the subgroups were found, JSON-ready (report.json's `subgroup_discovery`)."""
+        if not hasattr(self, "labels_"):
+            raise NotFittedError("this SubgroupFinder is not fitted yet; call fit(mu, labels) first")
+        return {"method": f"per-class Gaussian mixture ({self.covariance_type} covariance) on at most "
+                          f"{self.max_dims} whitened principal axes of the standardised latent means; "
+                          f"k = 1..{self.max_k} chosen by lowest BIC",
+                "max_k": self.max_k, "min_size": self.min_size, "classes": self.classes_}
+
+    def _fit_class(self, Z: np.ndarray) -> tuple[np.ndarray, dict]:
+        n = len(Z)
+        floor = max(10, 2 * self.min_size)
+        one = np.zeros(n, dtype=np.int64)
+        if n < floor:
+            return one, {"k": 1, "bic": [], "note": f"{n} samples, fewer than {floor} (2 x min_size, at least "
+                                                     f"10): kept as one subgroup"}
+        X = self._reduce(Z)
+        if X is None:
+            return one, {"k": 1, "bic": [], "note": "latent means do not vary: kept as one subgroup"}
+        fit_X = X
+        if n > self.max_fit_samples:
+            rng = np.random.default_rng(self.random_state)
+            fit_X = X[rng.choice(n, self.max_fit_samples, replace=False)]
+        bics, models = [], []
+        with warnings.catch_warnings(), threadpool_limits(1):
+            # A k that fits badly just loses on BIC.  One thread (BLAS, OpenMP): the data are (n, <= 10), and
+            # threads fighting over shared cores made fits ten times slower.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for k in range(1, min(self.max_k, n // self.min_size, len(fit_X)) + 1):
+                gm = self._fit_k(fit_X, k)
+                bics.append(float(gm.bic(fit_X)))
+                models.append(gm)
+        best = int(np.argmin(bics))                          # first minimum: ties go to fewer subgroups
+        assign = models[best].predict(X)
+        # Renumber by size, largest first; a component no sample ends up in is dropped.
+        sizes = np.bincount(assign, minlength=best + 1)
+        order = [c for c in np.argsort(-sizes, kind="stable") if sizes[c] > 0]
+        remap = np.full(best + 1, -1)
+        remap[order] = np.arange(len(order))
+        return remap[assign], {"k": len(order), "bic": bics, "note": None}
+
+    def _mixture(self, k: int, **init) -> GaussianMixture:
+        return GaussianMixture(k, covariance_type=self.covariance_type, n_init=1 if k == 1 or init else self.n_init,
+                               reg_covar=1e-3,              # in whitened units: keeps a tight cluster's fit finite
+                               random_state=self.random_state, **init)
+
+    def _fit_k(self, X: np.ndarray, k: int) -> GaussianMixture:
+        """EM from k-means, then once more from robust (median / MAD) statistics of its clusters; the likelier.
+
+        k-means may start a small component with a few majority points in it; EM then widens the
+        component to keep them (a local optimum: 3% clusters came out 78% pure).  Restarting from each
+        cluster's median and MAD, which those few points barely move, finds the tight fit.
+        """
+        gm = self._mixture(k).fit(X)
+        if k == 1:
+            return gm
+        assign = gm.predict(X)
+        if np.bincount(assign, minlength=k).min() < 2:
+            return gm
+        means = np.stack([np.median(X[assign == c], 0) for c in range(k)])
+        var = np.stack([(1.4826 * np.median(np.abs(X[assign == c] - means[c]), 0)) ** 2 for c in range(k)]) + 1e-3
+        precisions = 1 / var if self.covariance_type == "diag" else np.stack([np.diag(1 / v) for v in var])
+        robust = self._mixture(k, weights_init=np.bincount(assign, minlength=k) / len(X), means_init=means,
+                               precisions_init=precisions).fit(X)
+        return robust if robust.lower_bound_ > gm.lower_bound_ else gm
+
+    def _reduce(self, Z: np.ndarray) -> np.ndarray | None:
+        """Standardised, then the top principal axes, whitened; None when nothing varies."""
+        std = Z.std(0)
+        varies = std > 1e-8 * max(float(np.abs(Z).max()), 1.0)
+        if not varies.any():
+            return None
+        Zs = (Z[:, varies] - Z[:, varies].mean(0)) / std[varies]
+        dims = min(self.max_dims, Zs.shape[1], len(Zs) - 1)
+        pca = PCA(n_components=dims, random_state=self.random_state).fit(Zs)
+        keep = pca.explained_variance_ > 1e-10 * pca.explained_variance_[0]
+        return pca.transform(Zs)[:, keep] / np.sqrt(pca.explained_variance_[keep])
+
+
+def discover_subgroups(mu: np.ndarray, labels: np.ndarray, max_k: int = 8, min_size: int = 10,
+                       seed: int = 0) -> np.ndarray:
+    """Per-sample subgroup id, unique across classes; see `SubgroupFinder` for the rule."""
+    return SubgroupFinder(max_k=max_k, min_size=min_size, random_state=seed).fit_predict(mu, labels)
+
+
+def _check_inputs(mu: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mu, labels = np.asarray(mu, dtype=np.float64), np.asarray(labels)
+    if mu.ndim != 2 or len(mu) == 0:
+        raise DebiasError(f"mu must be a non-empty 2-D array (n_samples, latent_dim), got shape {mu.shape}")
+    if labels.shape != (len(mu),):
+        raise DebiasError(f"{len(mu)} latent vectors but labels has shape {labels.shape}; pass one label each")
+    if not np.isfinite(mu).all():
+        raise DebiasError("mu contains NaN or infinite values; the model diverged or the input is broken")
+    return mu, labels
+
+
+# --------------------------------------------------------------------------- per-sample scores
+
+def classification_loss(logit: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(binary cross-entropy per sample, 1.0 where misclassified); a logit of 0 predicts negative."""
+    logit, labels = np.asarray(logit, dtype=np.float64), np.asarray(labels)
+    loss = np.logaddexp(0.0, -np.where(labels == 1, 1.0, -1.0) * logit)       # stable log(1 + e^-yx)
+    wrong = ((logit > 0).astype(np.int64) != labels).astype(np.float64)
+    return loss, wrong
+
+
+def _percentile(x: np.ndarray) -> np.ndarray:
+    """Rank / n in (0, 1], ties averaged: a unit-free scale on which any two signals can be averaged."""
+    return rankdata(x, method="average") / len(x)
+
+
+def under_representation(log_density: np.ndarray, labels: np.ndarray, loss: np.ndarray | None = None,
+                         errors: np.ndarray | None = None) -> np.ndarray:
+    """Per sample, higher = more under-represented; in (0, 1], a within-class percentile scale.
+
+    Within each class:  rarity = percentile rank of -log_density;  the error
+    signal = percentile rank of the model's loss, averaged with the error flag
+    (1 = an early snapshot misclassified it) when that is given, then ranked
+    again.  The score is the mean of rarity and the error signal; rarity alone
+    when neither loss nor flags are given.  Ranks, not z-scores: a loss is
+    skewed (most samples near 0) and the flag is binary, and averaging ranks
+    lets neither swamp the density.
+    """
+    labels = np.asarray(labels)
+    rarity_source = -np.asarray(log_density, dtype=np.float64)
+    extra = {}
+    for name, values in (("loss", loss), ("errors", errors)):
+        if values is not None:
+            values = np.asarray(values, dtype=np.float64)
+            if values.shape != labels.shape:
+                raise DebiasError(f"{name} has shape {values.shape} but there are {len(labels)} samples; "
+                                  f"pass one value per sample or none")
+            if not np.isfinite(values).all():
+                raise DebiasError(f"{name} has NaN or infinite values; pass finite numbers")
+            extra[name] = values
+    score = np.empty(len(labels))
+    for cls in np.unique(labels):
+        m = labels == cls
+        rarity = _percentile(rarity_source[m])
+        parts = ([_percentile(extra["loss"][m])] if "loss" in extra else []) + \
+                ([extra["errors"][m]] if "errors" in extra else [])
+        score[m] = rarity if not parts else (rarity + _percentile(np.mean(parts, axis=0))) / 2
+    return score
+
+
+# --------------------------------------------------------------------------- attributes
+
+def _known_strings(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(values as str, mask of samples that hold a value): NaN, None, "" and "n/a" hold none."""
+    values = column.to_numpy(dtype=object)
+    known = ~pd.isna(column).to_numpy()
+    text = np.array([str(v) for v in values], dtype=object)
+    known &= ~np.isin(text, MISSING_VALUES)
+    return text, known
+
+
+def enrichment(subgroup_ids: np.ndarray, attributes: pd.DataFrame, labels: np.ndarray | None = None,
+               min_count: int = 3) -> dict[int, list[dict]]:
+    """For each subgroup and attribute, the most enriched value: {id: [{attribute, value, precision, ...}]}.
+
+    Within the subgroup's class and among samples that hold a value of the attribute:
+    precision = share of the subgroup's members holding the value;
+    recall = share of the class's samples with the value that are in the subgroup;
+    lift = precision / share of the class holding the value.
+    The most enriched value has the highest lift among values at least
+    `min_count` members hold; an attribute with none above lift 1 is left out.
+    Each subgroup's list is ordered by lift, highest first.  Without `labels`
+    all samples are one class.
+    """
+    ids = np.asarray(subgroup_ids)
+    labels = np.zeros(len(ids), dtype=np.int64) if labels is None else np.asarray(labels)
+    if len(attributes) != len(ids) or labels.shape != ids.shape:
+        raise DebiasError(f"{len(ids)} subgroup ids but {len(attributes)} attribute rows and {len(labels)} labels; "
+                          "pass one of each per sample")
+    min_count = _check_positive_int(min_count, "min_count", "pass 1 or more members")
+    out: dict[int, list[dict]] = {int(g): [] for g in np.unique(ids)}
+    for name in attributes.columns:
+        text, known = _known_strings(attributes[name])
+        for cls in np.unique(labels):
+            m = known & (labels == cls)
+            if not m.any():
+                continue
+            table = pd.crosstab(ids[m], text[m])                  # subgroup x value counts
+            value_total = table.sum(axis=0)                           # per value, in the class
+            base = value_total / value_total.sum()
+            for g, row in table.iterrows():
+                precision = row / row.sum()
+                lift = precision / base
+                ok = (row >= min_count) & (lift > 1 + 1e-9)
+                if not ok.any():
+                    continue
+                # Highest lift; ties to the larger count, then the value's name, so the choice is stable.
+                best = max(row.index[ok.to_numpy()], key=lambda v: (lift[v], row[v], str(v)))
+                out[int(g)].append({"attribute": str(name), "value": str(best),
+                                    "precision": float(precision[best]),
+                                    "recall": float(row[best] / value_total[best]),
+                                    "lift": float(lift[best]), "count": int(row[best])})
+    for found in out.values():
+        found.sort(key=lambda e: -e["lift"])
+    return out
+
+
+# --------------------------------------------------------------------------- the ranked list
+
+def summarise_subgroups(subgroup_ids: np.ndarray, labels: np.ndarray, sampling_weight: np.ndarray,
+                        under_representation: np.ndarray, attributes: pd.DataFrame | None = None,
+                        logit: np.ndarray | None = None, min_size: int = 10,
+                        min_count: int = 3) -> list[dict]:
+    """One dict per subgroup, most under-represented and worst served first.
+
+    share = n / class size; mean_weight_ratio = members' mean sampling weight
+    over the class's (how much more often they are drawn than uniform);
+    error_rate and mean_loss (binary cross-entropy) need `logit`, else None;
+    under_representation = the members' mean score.  Rank key:
+    under_representation x (1 + error_rate) (error_rate 0 when unknown), highest
+    first; a subgroup smaller than `min_size` is flagged `small` and ranked
+    after every other, since its rates are too uncertain to lead.
+    `grid` is None here: the pipeline fills in the PNG it writes.
+    """
+    ids, labels = np.asarray(subgroup_ids), np.asarray(labels)
+    weight = np.asarray(sampling_weight, dtype=np.float64)
+    score = np.asarray(under_representation, dtype=np.float64)
+    for name, arr in (("labels", labels), ("sampling_weight", weight), ("under_representation", score)):
+        if arr.shape != ids.shape:
+            raise DebiasError(f"{name} has shape {arr.shape} but there are {len(ids)} subgroup ids; "
+                              "pass one value per sample")
+    min_size = _check_positive_int(min_size, "min_size (smallest subgroup)", "pass 1 or more")
+    loss, wrong = classification_loss(logit, labels) if logit is not None else (None, None)
+    enriched = enrichment(ids, attributes, labels, min_count) if attributes is not None and \
+        len(attributes.columns) else {}
+    rows = []
+    for g in np.unique(ids):
+        members = ids == g
+        classes = np.unique(labels[members])
+        if len(classes) != 1:
+            raise DebiasError(f"subgroup {g} holds samples of both classes; ids must be unique across classes "
+                              "(discover_subgroups makes them so)")
+        in_class = labels == classes[0]
+        n = int(members.sum())
+        error_rate = float(wrong[members].mean()) if wrong is not None else None
+        rows.append({"id": int(g), "class": CLASS_NAMES.get(int(classes[0]), str(classes[0])), "n": n,
+                     "share": n / int(in_class.sum()),
+                     "mean_weight_ratio": float(weight[members].mean() / weight[in_class].mean()),
+                     "error_rate": error_rate,
+                     "mean_loss": float(loss[members].mean()) if loss is not None else None,
+                     "under_representation": float(score[members].mean()),
+                     "small": n < min_size,
+                     "enriched": [{k: e[k] for k in ("attribute", "value", "precision", "recall", "lift")}
+                                  for e in enriched.get(int(g), [])],
+                     "grid": None})
+    rows.sort(key=lambda r: (r["small"], -r["under_representation"] * (1 + (r["error_rate"] or 0.0)), r["id"]))
+    for rank, r in enumerate(rows, 1):
+        r["rank"] = rank
+    return rows
+
+
+def grid_members(mu: np.ndarray, subgroup_ids: np.ndarray, subgroup: int, n: int = 8,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(the `n` members nearest the subgroup's mean latent vector, up to `n` other members at random)."""
+    members = np.flatnonzero(np.asarray(subgroup_ids) == subgroup)
+    if len(members) == 0:
+        raise DebiasError(f"no sample is in subgroup {subgroup}; pass an id from subgroup_ids")
+    z = np.asarray(mu, dtype=np.float64)[members]
+    distance = np.linalg.norm(z - z.mean(0), axis=1)
+    central = members[np.argsort(distance, kind="stable")[:n]]
+    rest = np.setdiff1d(members, central)
+    rng = np.random.default_rng([seed, int(subgroup)])
+    return central, np.sort(rng.choice(rest, min(n, len(rest)), replace=False))
+
+
+__all__ = ["SubgroupFinder", "discover_subgroups", "classification_loss", "under_representation", "enrichment",
+           "summarise_subgroups", "grid_members"]

@@ -1,0 +1,236 @@
+"""audit.subgroups: clusters found with k chosen by the data, enrichment, ranking, under-representation."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+from audit.cli import main, summarise_audit
+from audit.errors import DebiasError
+from audit.report import SAMPLE_COLUMNS, SUBGROUP_COLUMNS, AuditConfig, audit_latents
+from audit.sampling import per_class_log_density
+from audit.subgroups import (SubgroupFinder, discover_subgroups, enrichment, grid_members, summarise_subgroups,
+                             under_representation)
+
+
+def planted(rng, n=1000, dim=16, share=0.03, distance=8.0, spread=0.5):
+    """n latents around one centre (sd 1), `share` of them (sd `spread`) `distance` away."""
+    rare = np.zeros(n, bool)
+    rare[rng.choice(n, round(share * n), replace=False)] = True
+    mu = rng.normal(size=(n, dim))
+    direction = rng.normal(size=dim)
+    mu[rare] = spread * mu[rare] + distance * direction / np.linalg.norm(direction)
+    return mu, rare
+
+
+def precision_recall(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    hit = (found & truth).sum()
+    return hit / found.sum(), hit / truth.sum()
+
+
+# --------------------------------------------------------------------------- discovery
+
+def test_small_far_cluster_is_its_own_subgroup(rng):
+    pos, rare = planted(rng)
+    neg = rng.normal(size=(600, 16))                       # one blob: one subgroup
+    mu, labels = np.vstack([pos, neg]), np.r_[np.ones(1000, int), np.zeros(600, int)]
+    finder = SubgroupFinder().fit(mu, labels)
+    ids = finder.labels_
+    assert finder.n_subgroups_ == 3 and set(ids) == {0, 1, 2}
+    assert finder.classes_["positive"]["k"] == 2 and finder.classes_["negative"]["k"] == 1
+    assert set(ids[labels == 1]) == {0, 1} and set(ids[labels == 0]) == {2}    # unique across classes
+    precision, recall = precision_recall(ids == 1, np.r_[rare, np.zeros(600, bool)])   # 1: the smaller
+    assert precision > 0.9 and recall > 0.9
+    assert len(finder.classes_["positive"]["bic"]) == 8
+
+
+@pytest.mark.parametrize("n_clusters", [1, 3])
+def test_number_of_subgroups_is_chosen_by_the_data(rng, n_clusters):
+    centres = rng.normal(size=(n_clusters, 16)) * 4
+    truth = np.repeat(np.arange(n_clusters), 200)
+    mu = centres[truth] + rng.normal(size=(len(truth), 16))
+    ids = discover_subgroups(mu, np.ones(len(truth), int), max_k=6)
+    assert len(np.unique(ids)) == n_clusters
+    # The same partition as the truth, whatever the numbering.
+    assert len(set(zip(ids.tolist(), truth.tolist()))) == n_clusters
+
+
+def test_tiny_or_constant_class_gets_one_subgroup_with_a_note(rng):
+    mu = np.vstack([rng.normal(size=(200, 8)), rng.normal(size=(7, 8))])
+    labels = np.r_[np.ones(200, int), np.zeros(7, int)]
+    finder = SubgroupFinder(min_size=10).fit(mu, labels)
+    assert len(set(finder.labels_[labels == 0])) == 1
+    assert finder.classes_["negative"]["k"] == 1 and "7 samples, fewer than 20" in finder.classes_["negative"]["note"]
+    flat = SubgroupFinder().fit(np.ones((50, 4)), np.ones(50, int))
+    assert set(flat.labels_) == {0} and "do not vary" in flat.classes_["positive"]["note"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(max_k=0), "max_k (most subgroups per class) must be a whole number >= 1, got 0"),
+    (dict(max_k=2.5), "max_k"),
+    (dict(min_size=0), "min_size"),
+    (dict(covariance_type="tied"), "unknown covariance_type 'tied'"),
+])
+def test_impossible_requests_raise_one_line(kwargs, match):
+    with pytest.raises(DebiasError, match=match.replace("(", r"\(").replace(")", r"\)")) as info:
+        SubgroupFinder(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_inputs_raise(rng):
+    with pytest.raises(DebiasError, match="3 latent vectors but labels has shape"):
+        discover_subgroups(rng.normal(size=(3, 2)), np.ones(2, int))
+    with pytest.raises(DebiasError, match="NaN"):
+        discover_subgroups(np.full((20, 2), np.nan), np.ones(20, int))
+
+
+# --------------------------------------------------------------------------- enrichment
+
+def test_enrichment_hand_computed():
+    # Class 1: subgroup 0 = samples 0-5, subgroup 1 = samples 6-10 (one without a value).
+    # Class 0 (samples 11-13, subgroup 2) has "dark" too: it must not count for class 1's recall.
+    tone = ["light"] * 5 + ["dark"] + ["dark", "dark", "dark", "light", None] + ["dark", "dark", "light"]
+    ids = np.array([0] * 6 + [1] * 5 + [2] * 3)
+    labels = np.array([1] * 11 + [0] * 3)
+    found = enrichment(ids, pd.DataFrame({"tone": tone}), labels, min_count=1)
+    # Class 1 with a value: 10 samples, dark 4 (base 0.4), light 6 (base 0.6).
+    (e1,) = found[1]
+    assert (e1["attribute"], e1["value"]) == ("tone", "dark")
+    assert e1["precision"] == pytest.approx(3 / 4)          # the missing value is not a value
+    assert e1["recall"] == pytest.approx(3 / 4)             # 3 of class 1's 4 dark samples
+    assert e1["lift"] == pytest.approx((3 / 4) / 0.4)
+    (e0,) = found[0]
+    assert e0["value"] == "light" and e0["precision"] == pytest.approx(5 / 6) and e0["recall"] == pytest.approx(5 / 6)
+    assert found[2] == []                                   # the whole class: nothing enriched (lift 1)
+    # With a higher support floor, values held by fewer members are not candidates.
+    assert enrichment(ids, pd.DataFrame({"tone": tone}), labels, min_count=4)[1] == []
+
+
+def test_enrichment_skips_missing_markers_and_orders_by_lift():
+    ids = np.array([0] * 4 + [1] * 4)
+    attrs = pd.DataFrame({"a": ["x", "x", "x", "y", "y", "y", "y", "x"],
+                          "b": ["n/a", "n/a", None, "p", "", "q", "q", "p"]})
+    found = enrichment(ids, attrs, min_count=1)
+    # b's known values: p (subgroup 0), q, q, p (subgroup 1): base rates 1/2 each.
+    assert [(e["attribute"], e["value"]) for e in found[0]] == [("b", "p"), ("a", "x")]     # lift 2, then 1.5
+    assert found[0][0]["precision"] == 1.0 and found[0][0]["recall"] == pytest.approx(1 / 2)
+    assert [(e["attribute"], e["value"]) for e in found[1]] == [("a", "y"), ("b", "q")]     # lift 1.5, then 4/3
+    assert found[1][1]["precision"] == pytest.approx(2 / 3) and found[1][1]["recall"] == 1.0
+
+
+# --------------------------------------------------------------------------- ranking
+
+def test_ranking_puts_the_small_badly_served_subgroup_first():
+    # Class 1: a big subgroup (80), a small one (15) the model gets wrong, a tiny one (5) worse still.
+    ids = np.array([0] * 80 + [1] * 15 + [2] * 5 + [3] * 100)
+    labels = np.r_[np.ones(100, int), np.zeros(100, int)]
+    logit = np.r_[np.full(80, 3.0), np.r_[np.full(12, -2.0), np.full(3, 2.0)], np.full(5, -4.0), np.full(100, -3.0)]
+    under = np.r_[np.full(80, 0.45), np.full(15, 0.9), np.full(5, 0.95), np.full(100, 0.5)]
+    weight = np.r_[np.full(80, 0.004), np.full(15, 0.0096), np.full(5, 0.0096), np.full(100, 0.005)]
+    rows = summarise_subgroups(ids, labels, weight, under, logit=logit, min_size=10)
+    assert [r["id"] for r in rows] == [1, 3, 0, 2]            # the tiny one is listed, last, flagged
+    first, last = rows[0], rows[-1]
+    assert first["class"] == "positive" and first["n"] == 15 and first["share"] == pytest.approx(0.15)
+    assert first["error_rate"] == pytest.approx(12 / 15) and not first["small"] and last["small"]
+    assert first["mean_loss"] == pytest.approx((12 * np.log1p(np.exp(2.0)) + 3 * np.log1p(np.exp(-2.0))) / 15)
+    # Class 1's mean weight is (80*0.004 + 20*0.0096) / 100 = 0.00512.
+    assert first["mean_weight_ratio"] == pytest.approx(0.0096 / 0.00512)
+    assert first["under_representation"] == pytest.approx(0.9) and [r["rank"] for r in rows] == [1, 2, 3, 4]
+    assert set(first) >= {"id", "class", "n", "share", "mean_weight_ratio", "error_rate", "mean_loss",
+                          "under_representation", "enriched", "grid", "small"}
+    no_model = summarise_subgroups(ids, labels, weight, under)
+    assert no_model[0]["error_rate"] is None and no_model[0]["mean_loss"] is None
+    with pytest.raises(DebiasError, match="subgroup 0 holds samples of both classes"):
+        summarise_subgroups(np.zeros(200, int), labels, weight, under)
+
+
+def test_grid_members_are_central_then_random():
+    spread = np.arange(1, 11)[:, None] * np.ones((1, 2))
+    mu = np.r_[np.zeros((5, 2)), spread, -spread]                  # the mean is 0: the five zeros are central
+    ids = np.zeros(25, int)
+    central, others = grid_members(mu, ids, 0, n=8)
+    assert set(central) >= {0, 1, 2, 3, 4, 5, 15} and len(central) == 8     # then +-1
+    assert len(others) == 8 and not set(others) & set(central)
+
+
+# --------------------------------------------------------------------------- under-representation
+
+def test_under_representation_ranks_the_planted_cluster_first(rng):
+    # As wide as the majority: a tight cluster is dense where it sits, and only fewer (see density.py).
+    mu, rare = planted(rng, n=600, share=0.05, spread=1.0)
+    labels = np.ones(600, int)
+    log_density = per_class_log_density(mu, labels, "kde")
+    score = under_representation(log_density, labels)
+    # Density alone: the cluster ranks above nearly all the majority (whose own far tail is rare too).
+    assert roc_auc_score(rare, score) > 0.97
+    assert score.max() <= 1 and score.min() > 0
+    # The error signal lifts the badly served: among equally rare samples, those the model gets wrong first.
+    loss = np.where(rare, 2.0, 0.1) + rng.random(600) * 0.01
+    flags = rare & (rng.random(600) < 0.5)
+    with_errors = under_representation(log_density, labels, loss=loss, errors=flags.astype(float))
+    top = np.argsort(-with_errors)[: rare.sum()]
+    assert rare[top].mean() > 0.9
+    assert with_errors[flags].mean() > with_errors[rare & ~flags].mean()
+    with pytest.raises(DebiasError, match="loss has shape"):
+        under_representation(log_density, labels, loss=loss[:5])
+
+
+def test_audit_latents_adds_columns_and_ranked_subgroups(rng):
+    pos, rare = planted(rng, n=400, share=0.05)
+    mu = np.vstack([pos, rng.normal(size=(300, 16))])
+    labels = np.r_[np.ones(400, int), np.zeros(300, int)]
+    tone = np.r_[np.where(rare, "dark", "light"), np.full(300, "n/a")]
+    logit = np.r_[np.where(rare, -1.0, 2.0), np.full(300, -2.0)]
+    result = audit_latents(mu, labels, AuditConfig(density="kde"), recon_error=np.full(700, 0.1),
+                           attributes=pd.DataFrame({"tone": tone}), logit=logit)
+    columns = list(result.samples.columns)
+    assert columns[:8] == SAMPLE_COLUMNS + SUBGROUP_COLUMNS
+    assert columns[8:] == ["predicted_probability", "reconstruction_error", "tone"]
+    first = result.report["subgroups"][0]
+    assert first["class"] == "positive" and first["n"] == 20 and first["error_rate"] == 1.0
+    assert first["enriched"][0]["attribute"] == "tone" and first["enriched"][0]["value"] == "dark"
+    assert first["enriched"][0]["precision"] == 1.0 and first["enriched"][0]["recall"] == 1.0
+    assert (result.samples["subgroup"][rare.nonzero()[0]] == first["id"]).all()
+    assert result.report["subgroup_discovery"]["under_representation_signals"] == ["density", "loss"]
+    assert list(result.report)[:2] == ["summary", "subgroups"]
+    assert "\n  subgroup" in summarise_audit(result.report, "out")
+
+
+# --------------------------------------------------------------------------- through `debias audit`
+
+@pytest.mark.slow
+def test_debias_audit_writes_subgroups(capsys, tmp_path, tiny_npz):
+    model = tmp_path / "model"
+    assert main(["train", str(tiny_npz), "--out", str(model), "--image-size", "16", "--latent-dim", "8",
+                 "--epochs", "1", "--batch-size", "8", "--no-progress"]) == 0
+    np.save(model / "error_set.npy", np.r_[np.ones(5), np.zeros(43)])     # one flag per sample: used
+    capsys.readouterr()
+    out_dir = tmp_path / "audit"
+    assert main(["audit", str(tiny_npz), "--model", str(model), "--out", str(out_dir), "--min-subgroup-size",
+                 "5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "subgroups found" in out[1] and out[2].startswith("  subgroup ")
+
+    samples = pd.read_csv(out_dir / "samples.csv")
+    assert list(samples.columns[:8]) == SAMPLE_COLUMNS + SUBGROUP_COLUMNS
+    assert len(samples) == 48 and samples["under_representation"].between(0, 1).all()
+    report = json.loads((out_dir / "report.json").read_text())
+    for key in ("summary", "subgroups", "latent_histograms", "under_represented_features", "attribute_relations",
+                "representation", "anomalies", "figures"):
+        assert key in report
+    subgroups = report["subgroups"]
+    assert sorted(sg["id"] for sg in subgroups) == sorted(samples["subgroup"].unique().tolist())
+    assert sum(sg["n"] for sg in subgroups) == 48
+    for sg in subgroups:
+        assert 0 <= sg["error_rate"] <= 1 and sg["grid"] == f"subgroup_{sg['id']}.png"
+        assert Image.open(out_dir / sg["grid"]).size[0] > 100
+    assert report["subgroup_discovery"]["under_representation_signals"] == ["density", "loss", "error_set"]
+
+    np.save(model / "error_set.npy", np.ones(7))                              # another dataset's: left out
+    assert main(["audit", str(tiny_npz), "--model", str(model), "--out", str(out_dir), "--no-figures"]) == 0
+    report = json.loads((out_dir / "report.json").read_text())
+    assert "error_set" not in report["subgroup_discovery"]["under_representation_signals"]
+    assert "(7,) flags for 48 samples" in report["subgroup_discovery"]["notes"][0]
+    assert all(sg["grid"] is None for sg in report["subgroups"])
