@@ -18,6 +18,8 @@ test: $(VENV)/installed
 	$(BIN)/python -m pytest -n 2
 
 bench: $(VENV)/installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/audit_speed.py
 	$(BIN)/python bench/quality.py
+	cd bench && ../$(BIN)/python debias_bench.py --audit

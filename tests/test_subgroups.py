@@ -234,3 +234,16 @@ def test_debias_audit_writes_subgroups(capsys, tmp_path, tiny_npz):
     assert "error_set" not in report["subgroup_discovery"]["under_representation_signals"]
     assert "(7,) flags for 48 samples" in report["subgroup_discovery"]["notes"][0]
     assert all(sg["grid"] is None for sg in report["subgroups"])
+
+
+def test_the_early_error_set_outranks_rarity_and_the_final_loss_is_then_ignored():
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    log_density = np.array([-1.0, -2.0, -3.0, -4.0, -1.0, -2.0, -3.0, -4.0])  # the last of each class rarest
+    errors = np.array([1, 0, 0, 0, 0, 1, 0, 0], dtype=float)
+    loss = np.array([0.0, 9.0, 9.0, 9.0, 9.0, 0.0, 9.0, 9.0])  # a memorised rare sample has a low final loss
+    score = under_representation(log_density, labels, loss=loss, errors=errors)
+    assert score[0] > score[1:4].max() and score[5] > score[[4, 6, 7]].max()
+    assert score[3] > score[2] > score[1]  # rarity orders the unflagged
+    np.testing.assert_allclose(score, under_representation(log_density, labels, errors=errors))
+    # Without flags the loss is the error signal.
+    assert under_representation(log_density, labels, loss=loss)[1] > under_representation(log_density, labels)[1]

@@ -1,0 +1,186 @@
+"""Debiasing efficacy on real images: binary Colored MNIST (bench/colored_mnist.py), methods side by side.
+
+Per conflict fraction and seed, every method trains for the same fixed number of epochs on the same
+biased training split (no group labels for stopping or selection) and is scored on the test split,
+balanced over class x colour:
+
+  standard      ERM with class-balanced batches
+  lab-dbvae     the 6.S191 lab's DB-VAE exactly: per-dimension histogram density, positives only,
+                untempered inverse density (strength 1)
+  jtt           JTT (Liu et al. 2021) in this engine: the error set of the model after
+                --error-epoch epochs, drawn (1 + upweight) times as often from then on
+  dbvae-error   DB-VAE density weights (both classes, tempered) times the JTT error multiplier
+  ae-error      the same with kl_weight 0 (an autoencoder: does the VAE prior matter here?)
+  oracle        group-balanced sampling with the TRUE class x colour groups: an upper reference
+                that uses the labels the others never see; never a default
+
+Printed: worst-group and average test accuracy per method, per seed and mean +- sd; the wall time of
+each run; and how well each method's sampling weights (last epoch) rank the bias-conflicting training
+samples within their class (ROC AUC, average precision).
+
+    python bench/debias_bench.py --conflict 0.01 0.02 --seeds 0 1 2
+    python bench/debias_bench.py --quick
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from colored_mnist import make_colored_mnist
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+import audit.training as training
+from audit.models import ModelConfig
+from audit.pipeline import audit_dataset, evaluate_model, train_model
+from audit.report import AuditConfig
+from audit.training import TrainConfig
+
+_REAL_EPOCH_BATCHES = training.epoch_batches
+LAB = dict(density="histogram", reweight="positive", strength=1.0, min_effective_fraction=0.0)
+
+
+def methods(upweight: float, error_epoch: int) -> dict[str, tuple[dict, dict]]:
+    """name -> (ModelConfig overrides, TrainConfig overrides)."""
+    err = dict(error_upweight=upweight, error_epoch=error_epoch)
+    return {
+        "standard": ({"method": "standard"}, {}),
+        "lab-dbvae": ({"method": "dbvae"}, LAB),
+        "jtt": ({"method": "standard"}, err),
+        "jtt-mix": ({"method": "standard"}, err | {"mix_groups": 0.5}),
+        "dbvae-error": ({"method": "dbvae"}, err),
+        "dbvae-mix": ({"method": "dbvae"}, err | {"mix_groups": 0.5}),
+        "ae-error": ({"method": "dbvae", "kl_weight": 0.0}, err),
+        "oracle": ({"method": "standard"}, {}),
+    }
+
+
+def group_balanced_batches(groups: np.ndarray):
+    """epoch_batches drawing each class's half of a batch evenly over that class's true groups (oracle)."""
+    real = training.epoch_batches
+
+    def batches(labels, prob, batch_size, steps, rng):
+        p = np.empty(len(labels))
+        for g in np.unique(groups):
+            members = groups == g
+            p[members] = 1.0 / members.sum()
+        return real(labels, p, batch_size, steps, rng)
+    return batches
+
+
+def run(name: str, model_over: dict, train_over: dict, data, args, seed: int, folder: Path) -> dict:
+    train, _val, test = data
+    cfg = ModelConfig(image_size=args.image_size, latent_dim=args.latent_dim, **model_over)
+    tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=seed, device="cpu", **train_over)
+    if name == "oracle":
+        groups = train.labels * 2 + (train.attributes["color"].to_numpy() == "red")
+        training.epoch_batches = group_balanced_batches(groups)
+    started = time.perf_counter()
+    try:
+        result = train_model(train, folder / name, cfg, tcfg, progress=False)
+    finally:
+        training.epoch_batches = _REAL_EPOCH_BATCHES
+    seconds = time.perf_counter() - started
+    metrics = evaluate_model(folder / name, test, ["color"], device="cpu")
+    out = {"worst": metrics["worst_group_accuracy"], "average": metrics["overall"]["accuracy"], "seconds": seconds}
+    prob = result.sampling_probability
+    if name in ("jtt", "dbvae-error", "ae-error") and (folder / name / training.ERROR_SET_FILE).is_file():
+        errors = np.load(folder / name / training.ERROR_SET_FILE)
+        out |= {f"error_set_{k}": v for k, v in discovery(train, errors).items()}
+    if prob is not None:
+        out |= {f"weight_{k}": v for k, v in discovery(train, prob).items()}
+    if model_over["method"] == "dbvae" and args.audit:
+        out |= audit_discovery(train, folder / name, folder / f"{name}-audit")
+    return out
+
+
+def audit_discovery(train, model_dir: Path, out_dir: Path) -> dict:
+    """The audit of the training set: its under_representation score and its top subgroup per class."""
+    result = audit_dataset(train, model_dir, out_dir, AuditConfig(), device="cpu", with_figures=False)
+    samples = result.samples
+    out = {f"under_rep_{k}": v for k, v in discovery(train, samples["under_representation"].to_numpy()).items()}
+    truth = train.attributes["conflicting"].to_numpy() == "yes"
+    precision = []
+    for cls in (0, 1):  # the highest-ranked subgroup of each class: how many of its members conflict?
+        name = {1: "positive", 0: "negative"}[cls]
+        top = next((s for s in result.report["subgroups"] if s["class"] == name and not s.get("small")), None)
+        if top is not None:
+            precision.append(float(truth[samples["subgroup"].to_numpy() == top["id"]].mean()))
+    out["top_subgroup_precision"] = float(np.mean(precision)) if precision else float("nan")
+    return out
+
+
+def discovery(ds, score: np.ndarray) -> dict:
+    """Mean over classes of ROC AUC / AP of `score` for the bias-conflicting samples within the class."""
+    truth = ds.attributes["conflicting"].to_numpy() == "yes"
+    aucs, aps = [], []
+    for cls in (0, 1):
+        m = ds.labels == cls
+        if truth[m].any() and not truth[m].all() and np.ptp(score[m]) > 0:
+            aucs.append(roc_auc_score(truth[m], score[m]))
+            aps.append(average_precision_score(truth[m], score[m]))
+    return {"auc": float(np.mean(aucs)) if aucs else float("nan"), "ap": float(np.mean(aps)) if aps else float("nan")}
+
+
+def summary(values: list[float]) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.3f} +- {v.std(ddof=1) if len(v) > 1 else 0:.3f}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--conflict", type=float, nargs="+", default=[0.01, 0.02])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--methods", nargs="+", default=None)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--latent-dim", type=int, default=100)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--n-train", type=int, default=3000)
+    p.add_argument("--upweight", type=float, default=50.0)
+    p.add_argument("--error-epoch", type=int, default=1)
+    p.add_argument("--audit", action="store_true", help="also audit each DB-VAE's training set (discovery)")
+    p.add_argument("--quick", action="store_true", help="1 seed, 1 fraction, 2 epochs: a smoke run")
+    p.add_argument("--json", type=Path, default=None, help="also write every figure here")
+    args = p.parse_args()
+    if args.quick:
+        args.conflict, args.seeds, args.epochs, args.n_train = [0.01], [0], 2, 1000
+    table = methods(args.upweight, args.error_epoch)
+    names = args.methods or list(table)
+    results: dict = {}
+    for fraction in args.conflict:
+        for seed in args.seeds:
+            data = make_colored_mnist(fraction, n_train=args.n_train, n_val=1000, n_test=1000,
+                                      image_size=args.image_size, seed=seed)
+            with tempfile.TemporaryDirectory(prefix="debias-bench-") as tmp:
+                for name in names:
+                    r = run(name, *table[name], data, args, seed, Path(tmp))
+                    results.setdefault(str(fraction), {}).setdefault(name, []).append(r)
+                    print(f"conflict {fraction:.3f} seed {seed} {name:12} worst {r['worst']:.3f} "
+                          f"avg {r['average']:.3f} {r['seconds']:6.1f}s "
+                          + " ".join(f"{k} {v:.3f}" for k, v in r.items()
+                                     if k.startswith(("weight_", "error_set_", "under_rep_", "top_"))),
+                          flush=True)
+    print(f"\n{args.epochs} epochs, {args.n_train} training images at {args.image_size}px, "
+          f"upweight {args.upweight:g} after epoch {args.error_epoch}; mean +- sd over seeds {args.seeds}")
+    for fraction, by_method in results.items():
+        print(f"\nconflicting {float(fraction):.1%}")
+        print(f"{'method':12} {'worst group':>16} {'average':>16} {'seconds':>10}  discovery (AUC / AP)")
+        for name, runs in by_method.items():
+            disc = "  ".join(f"{kind} {summary([r[f'{kind}_auc'] for r in runs])} / "
+                             f"{summary([r[f'{kind}_ap'] for r in runs])}"
+                             for kind in ("error_set", "weight", "under_rep") if f"{kind}_auc" in runs[0])
+            if "top_subgroup_precision" in runs[0]:
+                disc += f"  top subgroup precision {summary([r['top_subgroup_precision'] for r in runs])}"
+            print(f"{name:12} {summary([r['worst'] for r in runs]):>16} {summary([r['average'] for r in runs]):>16} "
+                  f"{np.mean([r['seconds'] for r in runs]):10.1f}  {disc}")
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
+                                        indent=1))
+
+
+if __name__ == "__main__":
+    main()
