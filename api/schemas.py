@@ -158,6 +158,8 @@ class ScoreOut(BaseModel):
     is_anomaly: bool
     reconstruction_error: float | None
     predicted_probability: float | None
+    subgroup: int | None = Field(None, description="the sample's discovered subgroup (report.subgroups[].id)")
+    under_representation: float | None = Field(None, description="higher = more under-represented, in (0, 1]")
     attributes: dict
     image_url: str
 

@@ -123,6 +123,7 @@ class AuditScore(Base):
         Index("ix_audit_scores_by_anomaly", "audit_id", "anomaly_score", "sample_index"),
         Index("ix_audit_scores_by_label_anomaly", "audit_id", "label", "anomaly_score", "sample_index"),
         Index("ix_audit_scores_by_weight", "audit_id", "sampling_weight", "sample_index"),
+        Index("ix_audit_scores_by_under_representation", "audit_id", "under_representation", "sample_index"),
     )
     audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id", ondelete="CASCADE"), primary_key=True)
     sample_index: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -134,6 +135,9 @@ class AuditScore(Base):
     reconstruction_error: Mapped[float | None] = mapped_column(Float)
     predicted_probability: Mapped[float | None] = mapped_column(Float)
     attributes: Mapped[dict] = mapped_column(JSON)
+    # Null for audits stored before discovery existed (migration 0002).
+    subgroup: Mapped[int | None] = mapped_column(Integer)
+    under_representation: Mapped[float | None] = mapped_column(Float)
 
 
 class Evaluation(Base):

@@ -17,13 +17,13 @@ from ..services import NotFound
 from ..services import audits as service
 from ..services.runners import audit_dir
 from ..tables import Audit
-from .params import OptionalQueryId, PathId
+from .params import MAX_ID, OptionalQueryId, PathId
 from .shapes import audit_out, image_url, job_out, score_out
 
 router = APIRouter(tags=["audits"])
 
 CSV_COLUMNS = ["index", "label", "log_density", "sampling_weight", "anomaly_score", "is_anomaly",
-               "reconstruction_error", "predicted_probability"]
+               "reconstruction_error", "predicted_probability", "subgroup", "under_representation"]
 
 
 @router.post("/v1/datasets/{dataset_id}/audits", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
@@ -58,11 +58,12 @@ def get_figure(audit_id: PathId, name: Annotated[str, FPath(max_length=200)], se
     return FileResponse(audit_dir(settings, audit.id) / name, media_type="image/png")
 
 
-Order = Literal["anomaly_score", "sampling_weight"]
+Order = Literal["anomaly_score", "sampling_weight", "under_representation"]
+Subgroup = Annotated[int | None, Query(ge=0, le=MAX_ID, description="only this discovered subgroup's samples")]
 
 
 def _filter(order: str, label: int | None, attribute: list[str] | None, min_score: float | None,
-            only_anomalies: bool = False) -> service.ScoreFilter:
+            only_anomalies: bool = False, subgroup: int | None = None) -> service.ScoreFilter:
     attributes = {}
     for item in attribute or []:
         name, sep, value = item.partition(":")
@@ -70,7 +71,7 @@ def _filter(order: str, label: int | None, attribute: list[str] | None, min_scor
             raise DebiasError(f"attribute filter {item!r} must be NAME:VALUE, e.g. skin_tone:dark")
         attributes[name] = value
     return service.ScoreFilter(order=order, label=label, attributes=attributes, min_score=min_score,
-                               only_anomalies=only_anomalies)
+                               only_anomalies=only_anomalies, subgroup=subgroup)
 
 
 def _listing(request: Request, audit: Audit, session, f: service.ScoreFilter, limit: int, cursor: str | None,
@@ -96,7 +97,8 @@ def _csv_rows(sessions, owner_id: int, audit_id: int, f: service.ScoreFilter):
         writer.writerow(safe_row([*CSV_COLUMNS, *attr_names, "image_url"]))
         for i, r in enumerate(service.iterate(session, audit, f)):
             writer.writerow(safe_row([r.sample_index, r.label, r.log_density, r.sampling_weight, r.anomaly_score,
-                             r.is_anomaly, r.reconstruction_error, r.predicted_probability,
+                             r.is_anomaly, r.reconstruction_error, r.predicted_probability, r.subgroup,
+                             r.under_representation,
                              *(r.attributes.get(a) for a in attr_names), image_url(audit.dataset_id, r.sample_index)]))
             if i % 1000 == 999:
                 yield buf.getvalue()
@@ -116,12 +118,13 @@ def list_anomalies(request: Request, audit_id: PathId, session: SessionDep, owne
                    cursor: str | None = None, before: Before = None,
                    label: Annotated[int | None, Query(ge=0, le=1)] = None,
                    attribute: Attribute = None, min_score: float | None = None,
-                   flagged_only: bool = False, format: Literal["json", "csv"] = "json"):
+                   flagged_only: bool = False, subgroup: Subgroup = None,
+                   format: Literal["json", "csv"] = "json"):
     """Samples by anomaly score, highest first; `next_cursor` pages on, `prev_cursor` (as `before`) back;
     `format=csv` streams them all."""
     audit = service.get_ready(session, owner.id, audit_id)
-    return _listing(request, audit, session, _filter("anomaly_score", label, attribute, min_score, flagged_only), limit,
-                    cursor, before, format)
+    f = _filter("anomaly_score", label, attribute, min_score, flagged_only, subgroup)
+    return _listing(request, audit, session, f, limit, cursor, before, format)
 
 
 @router.get("/v1/audits/{audit_id}/samples", response_model=ScorePage,
@@ -129,9 +132,10 @@ def list_anomalies(request: Request, audit_id: PathId, session: SessionDep, owne
 def list_samples(request: Request, audit_id: PathId, session: SessionDep, owner: CurrentOwner,
                  order: Order = "sampling_weight", limit: Limit = 50, cursor: str | None = None,
                  before: Before = None, label: Annotated[int | None, Query(ge=0, le=1)] = None,
-                 attribute: Attribute = None, min_score: float | None = None,
+                 attribute: Attribute = None, min_score: float | None = None, subgroup: Subgroup = None,
                  format: Literal["json", "csv"] = "json"):
-    """Samples by `order` (sampling_weight: the most under-represented first); paged like the anomalies."""
+    """Samples by `order` (sampling_weight: most often drawn first; under_representation: the most
+    under-represented first); paged like the anomalies; `subgroup` keeps one discovered subgroup."""
     audit = service.get_ready(session, owner.id, audit_id)
-    return _listing(request, audit, session, _filter(order, label, attribute, min_score), limit, cursor, before,
-                    format)
+    f = _filter(order, label, attribute, min_score, subgroup=subgroup)
+    return _listing(request, audit, session, f, limit, cursor, before, format)

@@ -47,5 +47,6 @@ def score_out(row: AuditScore, dataset_id: int) -> ScoreOut:
     return ScoreOut(index=row.sample_index, label=row.label, log_density=row.log_density,
                     sampling_weight=row.sampling_weight, anomaly_score=row.anomaly_score,
                     is_anomaly=row.is_anomaly, reconstruction_error=row.reconstruction_error,
-                    predicted_probability=row.predicted_probability, attributes=row.attributes,
+                    predicted_probability=row.predicted_probability, subgroup=row.subgroup,
+                    under_representation=row.under_representation, attributes=row.attributes,
                     image_url=image_url(dataset_id, row.sample_index))

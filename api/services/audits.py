@@ -23,7 +23,8 @@ from . import datasets as dataset_service
 from . import jobs as job_service
 from . import models as model_service
 
-ORDERS = {"anomaly_score": AuditScore.anomaly_score, "sampling_weight": AuditScore.sampling_weight}
+ORDERS = {"anomaly_score": AuditScore.anomaly_score, "sampling_weight": AuditScore.sampling_weight,
+          "under_representation": AuditScore.under_representation}
 from .limits import check_inference, check_training
 from .locks import lock_datasets, lock_model_source
 
@@ -39,6 +40,7 @@ class ScoreFilter:
     attributes: dict[str, str] | None = None
     min_score: float | None = None         # on the ordering column
     only_anomalies: bool = False
+    subgroup: int | None = None
 
 
 def start_audit(session: Session, settings: Settings, owner_id: int, dataset_id: int, model_id: int | None,
@@ -142,6 +144,8 @@ def _query(audit_id: int, f: ScoreFilter, dialect: str):
         q = q.where(col >= f.min_score)
     if f.only_anomalies:
         q = q.where(AuditScore.is_anomaly.is_(True))
+    if f.subgroup is not None:
+        q = q.where(AuditScore.subgroup == f.subgroup)
     for name, value in (f.attributes or {}).items():
         q = q.where(_attribute_equals(dialect, name, value))
     return q, col
@@ -212,8 +216,15 @@ def _check_filter(f: ScoreFilter) -> None:
                                   f"{MAX_FILTER_CHARS} characters; stored attributes never are")
 
 
+def _check_discovery(audit: Audit, f: ScoreFilter) -> None:
+    if (f.order == "under_representation" or f.subgroup is not None) and "subgroups" not in (audit.report or {}):
+        raise DebiasError(f"audit {audit.id} was made before subgroups and under_representation existed; "
+                          f"run a new audit to sort or filter by them")
+
+
 def _check_attributes(session: Session, audit: Audit, f: ScoreFilter) -> None:
     _check_filter(f)
+    _check_discovery(audit, f)
     if not f.attributes:
         return
     known = dataset_service.get(session, audit.owner_id, audit.dataset_id).attributes

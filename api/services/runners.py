@@ -30,7 +30,8 @@ from .jobs import JobLost, finish
 from .leftovers import remove_debris, remove_result
 
 SCORE_COLUMNS = ("audit_id", "sample_index", "label", "log_density", "sampling_weight", "anomaly_score",
-                 "is_anomaly", "reconstruction_error", "predicted_probability", "attributes")
+                 "is_anomaly", "reconstruction_error", "predicted_probability", "subgroup", "under_representation",
+                 "attributes")
 
 
 @dataclass
@@ -147,7 +148,8 @@ class AuditRunner:
         ctx.report(92, f"storing {len(ds)} per-sample scores")
         s = result.samples
         columns = [s[c].tolist() for c in ("index", "label", "log_density", "sampling_weight", "anomaly_score",
-                                           "is_anomaly", "reconstruction_error", "predicted_probability")]
+                                           "is_anomaly", "reconstruction_error", "predicted_probability",
+                                           "subgroup", "under_representation")]
         rows = ((audit.id, *values, rec) for *values, rec in zip(*columns, dataset_service.attribute_records(ds)))
         with ctx.sessions() as session:
             job = _claimed_job(session, ctx)

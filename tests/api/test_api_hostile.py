@@ -226,6 +226,19 @@ def test_hostile_attributes_filters_and_csv(client, app, alice, tiny_npz_bytes):
         r = client.get(f"/v1/audits/{audit}/samples", headers=alice, params={"min_score": bad})
         assert_error(r, 422, "min_score must be a finite number")
 
+    # Discovery travels with the scores: sortable by under_representation, filterable by subgroup.
+    report = client.get(f"/v1/audits/{audit}", headers=alice).json()["report"]
+    assert report["subgroups"] and all(client.get(s["grid"], headers=alice).status_code == 200
+                                       for s in report["subgroups"] if s["grid"])
+    ranked = client.get(f"/v1/audits/{audit}/samples", headers=alice,
+                        params={"order": "under_representation", "limit": 500}).json()["items"]
+    scores = [i["under_representation"] for i in ranked]
+    assert len(scores) == 24 and scores == sorted(scores, reverse=True)
+    first = report["subgroups"][0]
+    members = client.get(f"/v1/audits/{audit}/samples", headers=alice,
+                         params={"subgroup": first["id"], "limit": 500}).json()["items"]
+    assert len(members) == first["n"] and {i["subgroup"] for i in members} == {first["id"]}
+
     csv_text = client.get(f"/v1/audits/{audit}/samples", headers=alice, params={"format": "csv"}).text
     for cell in ("'=HYPERLINK", "'+cmd|", "'-2+3", "'@SUM(A1)"):
         assert cell in csv_text, cell
