@@ -63,6 +63,9 @@ class LinkedImages:
         file = (audit.report or {}).get("figures", {}).get(name)
         return f"/v1/audits/{audit.id}/figures/{file}" if file else None
 
+    def file(self, audit: Audit, file: str | None) -> str | None:
+        return f"/v1/audits/{audit.id}/figures/{file}" if file else None
+
     def traversal(self, audit: Audit, dimension: int) -> str:
         return f"/audits/{audit.id}/traversals/{dimension}.png"
 
@@ -90,7 +93,9 @@ class InlineImages:
         return data_uri(png_bytes(dataset_service.images(self.settings, row)[index]))
 
     def figure(self, audit: Audit, name: str) -> str | None:
-        file = (audit.report or {}).get("figures", {}).get(name)
+        return self.file(audit, (audit.report or {}).get("figures", {}).get(name))
+
+    def file(self, audit: Audit, file: str | None) -> str | None:
         path = audit_dir(self.settings, audit.id) / file if file else None
         return data_uri(path.read_bytes()) if path and path.is_file() else None
 
@@ -295,7 +300,8 @@ def audit_page(session: Session, settings: Settings, owner_id: int, audit_id: in
             side_by_side.append({"class": label_text(label), "lowest": lowest, "highest": highest})
     figures = [(name, images.figure(audit, name)) for name in (report.get("figures") or {})]
     attribute_options = [f"{name}:{value}" for name, values in dataset.attributes.items() for value in values]
-    ctx.update(report=report, summary=summary, top_features=top, side_by_side=side_by_side,
+    subgroups = [{**s, "src": images.file(audit, s.get("grid"))} for s in report.get("subgroups", [])]
+    ctx.update(report=report, summary=summary, top_features=top, side_by_side=side_by_side, subgroups=subgroups,
                features=_feature_views(audit, report, images), representation=_representation(report),
                relations=_relations(report), figures=[(n, src) for n, src in figures if src],
                anomalies=anomaly_rows(session, audit, q, images, anomaly_limit), query=q,

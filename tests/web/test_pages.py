@@ -214,7 +214,8 @@ def test_audit_report_page(web, app, alice, tiny_npz_bytes):
     r = web.get(f"/audits/{audit_id}")
     assert r.status_code == 200
     html = r.text
-    for heading in ("Summary", "Lowest and highest sampling probability", "Under-represented latent features",
+    for heading in ("Discovered subgroups", "Summary", "Lowest and highest sampling probability",
+                    "Under-represented latent features",
                     "Supplied attributes and latent features", "Representation per attribute value", "Anomalies",
                     "Figures"):
         assert f">{heading}</h2>" in html, heading
@@ -227,6 +228,11 @@ def test_audit_report_page(web, app, alice, tiny_npz_bytes):
         assert f"/audits/{audit_id}/traversals/{f['dimension']}.png" in srcs
     for url in report["figures"].values():
         assert url in srcs
+    # Discovered subgroups lead the report, each grid with an alt text naming it.
+    assert html.index(">Discovered subgroups</h2>") < html.index(">Summary</h2>")
+    for s in report["subgroups"][:6]:
+        if s["grid"]:
+            assert s["grid"] in srcs and web.get(s["grid"]).status_code == 200
     # Lowest and highest sampling probability: 12 a side for each class, and the side they should be on.
     lowest = [i for i in imgs if "sampling weight" in i["alt"]]
     assert len(lowest) == 4 * 12
