@@ -116,7 +116,7 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
     flagged = score >= cfg.anomaly_threshold
     loss = classification_loss(logit, labels)[0] if logit is not None else None
     under = under_representation(log_density, labels, loss=loss, errors=errors)
-    finder = SubgroupFinder(max_k=cfg.max_subgroups, min_size=cfg.min_subgroup_size).fit(mu, labels)
+    finder = SubgroupFinder(max_k=cfg.max_subgroups, min_size=cfg.min_subgroup_size).fit(mu, labels, errors)
 
     samples = pd.DataFrame({"index": np.arange(len(labels)), "label": labels, "log_density": log_density,
                             "sampling_weight": weight, "anomaly_score": score, "is_anomaly": flagged,

@@ -247,3 +247,15 @@ def test_the_early_error_set_outranks_rarity_and_the_final_loss_is_then_ignored(
     np.testing.assert_allclose(score, under_representation(log_density, labels, errors=errors))
     # Without flags the loss is the error signal.
     assert under_representation(log_density, labels, loss=loss)[1] > under_representation(log_density, labels)[1]
+
+
+def test_the_early_error_set_splits_each_class_before_clustering(rng):
+    mu = rng.normal(size=(200, 8))              # one blob: clusters alone would not split it
+    labels = np.repeat([1, 0], 100)
+    errors = np.zeros(200)
+    errors[[3, 7, 11, 150, 160]] = 1
+    ids = SubgroupFinder(max_k=4, min_size=2).fit_predict(mu, labels, errors)
+    for cls in (0, 1):
+        flagged = ids[(labels == cls) & (errors == 1)]
+        rest = ids[(labels == cls) & (errors == 0)]
+        assert len(set(flagged)) == 1 and not set(flagged) & set(rest)
