@@ -88,15 +88,17 @@ class TrainOptions(RequestBody):
     reweight: Reweight = "both"
     strength: float = Field(1.0, ge=0, le=100)
     min_effective_fraction: float = Field(0.25, ge=0, le=1)
-    error_upweight: float = Field(0.0, ge=0, le=1000, description="JTT's error set: after error_epoch epochs, "
-                                  "draw misclassified samples (1 + this) times as often; 0 is off")
+    error_upweight: float | None = Field(None, ge=0, le=1000, description="JTT's error set: after error_epoch "
+                                         "epochs, draw misclassified samples (1 + this) times as often; 0 is off; "
+                                         "left out: 50 for dbvae (2 epochs or more), 0 for standard")
     error_epoch: int = Field(1, ge=1, le=499, description="epochs before the error set is taken")
-    mix_groups: float = Field(0.0, ge=0, le=1, description="share of each batch mixed with a same-class sample "
-                              "from the other side of the error set (needs error_upweight > 0)")
+    mix_groups: float | None = Field(None, ge=0, le=1, description="share of each batch mixed with a same-class "
+                                     "sample from the other side of the error set (needs error_upweight > 0); "
+                                     "left out: 0.5 when the error set is on")
 
     @model_validator(mode="after")
     def _error_epoch_before_the_end(self):
-        if self.mix_groups and not self.error_upweight:
+        if self.mix_groups and self.error_upweight == 0:
             raise ValueError("mix_groups mixes across the error set: set error_upweight > 0 too")
         if self.error_upweight and self.error_epoch >= self.epochs:
             raise ValueError(f"error_epoch ({self.error_epoch}) must be less than epochs ({self.epochs}): the "

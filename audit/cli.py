@@ -102,14 +102,14 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--latent-dim", type=_positive_int, default=100)
     p.add_argument("--kl-weight", type=_finite_float, default=0.0005)
-    p.add_argument("--error-upweight", type=_finite_float, default=0.0,
+    p.add_argument("--error-upweight", type=_finite_float, default=None,
                    help="JTT's error set: after --error-epoch epochs, draw the samples the model gets wrong "
-                        "this many times more often (within their class); 0 is off [0]")
+                        "this many times more often (within their class); 0 is off [dbvae: 50, standard: 0]")
     p.add_argument("--error-epoch", type=_positive_int, default=1,
                    help="epochs before the error set is taken (early, before rare samples are memorised) [1]")
-    p.add_argument("--mix-groups", type=_finite_float, default=0.0,
+    p.add_argument("--mix-groups", type=_finite_float, default=None,
                    help="share of each batch mixed with a same-class sample from the other side of the error "
-                        "set (LISA over inferred groups; needs --error-upweight) [0]")
+                        "set (LISA over inferred groups; needs --error-upweight) [dbvae: 0.5, standard: 0]")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... [cuda when present]")
     p.add_argument("--no-progress", action="store_true")
@@ -180,15 +180,16 @@ def cmd_synth(args) -> None:
 def cmd_train(args) -> None:
     from .models import ModelConfig
     from .pipeline import train_model
-    from .training import TrainConfig
+    from .training import TrainConfig, default_error_options
     model_cfg = ModelConfig(method=args.method, image_size=args.image_size, latent_dim=args.latent_dim,
                             kl_weight=args.kl_weight)
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             density=args.density, density_params=_density_params(args),
                             reweight=args.reweight, strength=args.strength,
                             min_effective_fraction=args.min_effective_fraction,
-                            error_upweight=args.error_upweight, error_epoch=args.error_epoch,
-                            mix_groups=args.mix_groups, device=args.device)
+                            error_epoch=args.error_epoch, device=args.device,
+                            **default_error_options(args.method, args.epochs, args.error_upweight, args.mix_groups,
+                                                    args.error_epoch))
     ds = _load_data(args, args.image_size)
     result = train_model(ds, args.out, model_cfg, train_cfg, resume=args.resume, progress=not args.no_progress)
     last = result.history[-1] if result.history else {}

@@ -11,7 +11,7 @@ from .models import ModelConfig
 from .pipeline import audit_dataset, device_summary, evaluate_model, train_model
 from .report import AuditConfig
 from .synth import make_synthetic, save_npz
-from .training import TrainConfig
+from .training import TrainConfig, default_error_options
 
 GROUP_BY = ["skin_tone", "kind"]
 
@@ -48,7 +48,8 @@ def run_demo(out: Path, seed: int = 0, quick: bool = False, log=print) -> dict:
         t = time.perf_counter()
         model_dir = out / "models" / method
         train_model(train_ds, model_dir, ModelConfig(method=method, image_size=size.image_size),
-                    TrainConfig(epochs=size.epochs, seed=seed), resume=model_dir.exists(), progress=True)
+                    TrainConfig(epochs=size.epochs, seed=seed, **default_error_options(method, size.epochs)),
+                    resume=model_dir.exists(), progress=True)
         log(f"2/4 trained {method} for {size.epochs} epochs in {time.perf_counter() - t:.0f}s -> {model_dir}")
         metrics[method] = evaluate_model(model_dir, test_ds, GROUP_BY)
         write_json(out / f"metrics_{method}.json", metrics[method])

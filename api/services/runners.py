@@ -20,7 +20,7 @@ from audit.errors import DebiasError
 from audit.models import ModelConfig
 from audit.pipeline import audit_dataset, evaluate_model, train_model
 from audit.report import AuditConfig
-from audit.training import TrainConfig
+from audit.training import TrainConfig, default_error_options
 
 from ..settings import Settings
 from ..tables import Audit, AuditScore, Dataset, Evaluation, Job, TrainedModel
@@ -82,8 +82,9 @@ def _train(ctx: JobContext, model: TrainedModel, ds, start: float, span: float) 
                             density=model.density or "histogram", reweight=opts["reweight"],
                             strength=opts["strength"], min_effective_fraction=opts["min_effective_fraction"],
                             # Models stored before these options existed trained without them.
-                            error_upweight=opts.get("error_upweight", 0.0), error_epoch=opts.get("error_epoch", 1),
-                            mix_groups=opts.get("mix_groups", 0.0),
+                            error_epoch=opts.get("error_epoch", 1),
+                            **default_error_options(model.method, opts["epochs"], opts.get("error_upweight", 0.0),
+                                                    opts.get("mix_groups", 0.0), opts.get("error_epoch", 1)),
                             device=ctx.settings.device)
     out = model_dir(ctx.settings, model.id)
     # A retry after a lost worker continues from the last epoch it checkpointed.
