@@ -53,14 +53,15 @@ class SubgroupFinder:
     samples is fitted, and it recovered planted 3% clusters where "full"
     swallowed majority points) or "full"; `n_init` k-means restarts per k;
     `max_fit_samples` mixtures are fitted on at most this many samples of a
-    class (then every sample is assigned).
+    class (then every sample is assigned): 2,500 keep a 1% kind 25 strong and
+    the audit of 100k latent vectors under 5 s (10,000 took 3.9 s alone).
 
     Learned: `labels_` (N,) subgroup ids, `n_subgroups_`, `classes_`
     {class name: {"k", "bic" (one per k tried), "note"}}.
     """
 
     def __init__(self, max_k: int = 8, min_size: int = 10, max_dims: int = 10, covariance_type: str = "diag",
-                 n_init: int = 2, max_fit_samples: int = 10000, random_state: int = 0):
+                 n_init: int = 2, max_fit_samples: int = 2500, random_state: int = 0):
         self.max_k = _check_positive_int(max_k, "max_k (most subgroups per class)", "pass 1 or more")
         self.min_size = _check_positive_int(min_size, "min_size (smallest subgroup)", "pass 1 or more")
         self.max_dims = _check_positive_int(max_dims, "max_dims", "pass 1 or more principal axes")
