@@ -7,7 +7,9 @@ WORKDIR /app
 
 # Dependencies first, so code changes do not reinstall PyTorch.
 COPY pyproject.toml README.md ./
-RUN mkdir -p audit api api/routes api/services && touch audit/__init__.py api/__init__.py \
+RUN mkdir -p audit/loaders api/routes api/services api/web/templates api/web/static \
+    && for p in audit audit/loaders api api/routes api/services api/web api/web/templates api/web/static; do \
+         touch "$p/__init__.py"; done \
     && pip install --no-cache-dir -e . && rm -rf audit api
 
 COPY alembic.ini ./
