@@ -40,7 +40,7 @@ from audit.models import ModelConfig
 from audit.pipeline import audit_dataset, evaluate_model, train_model
 from audit.report import AuditConfig
 from audit.synth import ALL_ATTRIBUTES, DEFAULT_PREVALENCE, FACE_ATTRIBUTES, NONFACE_ATTRIBUTES, make_synthetic
-from audit.training import TrainConfig
+from audit.training import TrainConfig, default_error_options
 
 GROUP_BY = ["skin_tone", "kind"]
 PLANTED = {1: ("skin_tone", "dark"), 0: ("kind", "object")}
@@ -89,7 +89,8 @@ def run_seed(seed: int, args, work: Path, log) -> dict:
         model_dir = work / f"seed{seed}-{name}"
         t = time.perf_counter()
         train_model(train_ds, model_dir, ModelConfig(method=method, image_size=args.image_size),
-                    TrainConfig(epochs=args.epochs, seed=seed, density=name if method == "dbvae" else "histogram"),
+                    TrainConfig(epochs=args.epochs, seed=seed, density=name if method == "dbvae" else "histogram",
+                                **default_error_options(method, args.epochs, 0.0 if args.density_only else None)),
                     progress=False)
         metrics = evaluate_model(model_dir, test_ds, GROUP_BY)
         row = {"worst_group_accuracy": metrics["worst_group_accuracy"], "worst_group": metrics["worst_group"],
@@ -99,10 +100,18 @@ def run_seed(seed: int, args, work: Path, log) -> dict:
                                   with_figures=False)
             row["audit_auc"] = planted_auc(train_ds.labels, audit.samples["sampling_weight"].to_numpy(),
                                            train_ds.attributes)
+            row["under_representation_auc"] = planted_auc(
+                train_ds.labels, audit.samples["under_representation"].to_numpy(), train_ds.attributes)
+            top = next((s for s in audit.report["subgroups"] if s["class"] == "positive" and not s["small"]), None)
+            row["top_positive_subgroup_enriched"] = top["enriched"][:1] if top else []
         rows[name] = row
         log(f"  seed {seed} {name:18s} worst group {row['worst_group_accuracy']:.3f} "
             f"overall {row['overall_accuracy']:.3f}" +
-            ("".join(f"  AUC {k} {v:.3f}" for k, v in row.get("audit_auc", {}).items())))
+            ("".join(f"  AUC {k} {v:.3f}" for k, v in row.get("audit_auc", {}).items())) +
+            ("".join(f"  under_representation AUC {k} {v:.3f}"
+                     for k, v in row.get("under_representation_auc", {}).items())) +
+            ("".join(f"  top positive subgroup: {e['attribute']}={e['value']} (precision {e['precision']:.2f}, "
+                     f"recall {e['recall']:.2f})" for e in row.get("top_positive_subgroup_enriched", []))))
     return rows
 
 
@@ -117,6 +126,8 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--estimators", nargs="+", default=list(ESTIMATORS), choices=list(ESTIMATORS))
+    p.add_argument("--density-only", action="store_true",
+                   help="train dbvae without the error-aware defaults (density-only sampling, as before)")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not the figures")
     args = p.parse_args()
