@@ -13,6 +13,7 @@ import math
 import zipfile
 import zlib
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -273,19 +274,13 @@ def _one_line(e: BaseException) -> str:
 
 
 def load_npz(req: Request) -> ImageDataset:
-    container = _Npz(req)
-    try:
+    with closing(_Npz(req)) as container:
         return _load(req, container)
-    finally:
-        container.close()
 
 
 def load_h5(req: Request) -> ImageDataset:
-    container = _H5(req)
-    try:
+    with closing(_H5(req)) as container:
         return _load(req, container)
-    finally:
-        container.close()
 
 
 def _load(req: Request, c: _Npz | _H5) -> ImageDataset:
