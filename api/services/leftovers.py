@@ -11,7 +11,9 @@ import re
 import shutil
 from pathlib import Path
 
-_DEBRIS = re.compile(r"^\.(\d+)\.(partial|old)-")
+from audit.outputs import STAGING_KINDS, staging_prefix
+
+_DEBRIS = re.compile(rf"^\.(\d+)\.({'|'.join(STAGING_KINDS)})-")
 
 
 def remove_result(path: Path) -> None:
@@ -22,8 +24,8 @@ def remove_result(path: Path) -> None:
 
 def remove_debris(path: Path) -> None:
     """Staging folders beside `path` and hidden temp files inside it; `path` itself stays."""
-    for pattern in (f".{path.name}.partial-*", f".{path.name}.old-*"):
-        for stage in path.parent.glob(pattern):
+    for kind in STAGING_KINDS:
+        for stage in path.parent.glob(staging_prefix(path.name, kind) + "*"):
             shutil.rmtree(stage, ignore_errors=True)
     if path.is_dir():
         for temp in path.rglob(".*"):
