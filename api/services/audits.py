@@ -165,7 +165,7 @@ def page(session: Session, audit: Audit, f: ScoreFilter, limit: int, cursor: str
         raise DebiasError(f"unknown order {f.order!r}; choose one of {', '.join(ORDERS)}")
     if cursor and before:
         raise InvalidCursor("give cursor (the next page) or before (the previous page), not both")
-    _check_attributes(session, audit, f)
+    _check_query(session, audit, f)
     q, col = _query(audit.id, f, session.get_bind().dialect.name)
     key = tuple_(col, AuditScore.sample_index)
     if before:
@@ -222,7 +222,7 @@ def _check_discovery(audit: Audit, f: ScoreFilter) -> None:
                           f"run a new audit to sort or filter by them")
 
 
-def _check_attributes(session: Session, audit: Audit, f: ScoreFilter) -> None:
+def _check_query(session: Session, audit: Audit, f: ScoreFilter) -> None:
     _check_filter(f)
     _check_discovery(audit, f)
     if not f.attributes:
