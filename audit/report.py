@@ -131,8 +131,9 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
 
     features = rank_under_represented(mu, labels, weight, cfg)
     discovery = finder.summary()
-    discovery["under_representation_signals"] = ["density"] + (["loss"] if loss is not None else []) + \
-        (["error_set"] if errors is not None else [])
+    # The final loss counts only where there is no early error set (see subgroups.under_representation).
+    error_signal = ["error_set"] if errors is not None else ["loss"] if loss is not None else []
+    discovery["under_representation_signals"] = ["density", *error_signal]
     report = {
         "summary": {"n_samples": int(len(labels)),
                     "class_counts": {CLASS_NAMES[c]: int((labels == c).sum()) for c in (1, 0)},
