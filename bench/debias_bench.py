@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from colored_mnist import make_colored_mnist
+from mnist_digits import SOURCES
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 import audit.training as training
@@ -139,7 +140,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--latent-dim", type=int, default=100)
     p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--n-train", type=int, default=3000)
+    p.add_argument("--n-train", type=int, default=20000)
+    p.add_argument("--n-test", type=int, default=2000)
+    p.add_argument("--digits", choices=SOURCES, default="mnist", help="digit source (bench/mnist_digits.py)")
     p.add_argument("--upweight", type=float, default=50.0)
     p.add_argument("--error-epoch", type=int, default=1)
     p.add_argument("--audit", action="store_true", help="also audit each DB-VAE's training set (discovery)")
@@ -153,8 +156,8 @@ def main() -> None:
     results: dict = {}
     for fraction in args.conflict:
         for seed in args.seeds:
-            data = make_colored_mnist(fraction, n_train=args.n_train, n_val=1000, n_test=1000,
-                                      image_size=args.image_size, seed=seed)
+            data = make_colored_mnist(fraction, n_train=args.n_train, n_val=1000, n_test=args.n_test,
+                                      image_size=args.image_size, seed=seed, digits=args.digits)
             with tempfile.TemporaryDirectory(prefix="debias-bench-") as tmp:
                 for name in names:
                     r = run(name, *table[name], data, args, seed, Path(tmp))
