@@ -199,13 +199,15 @@ def cmd_train(args) -> None:
 
 def cmd_audit(args) -> None:
     from .pipeline import audit_dataset
-    from .report import AuditConfig
+    from .report import AuditConfig, check_class_sizes
     cfg = AuditConfig(density=args.density, density_params=_density_params(args), reweight=args.reweight,
                       strength=args.strength, min_effective_fraction=args.min_effective_fraction,
                       anomaly_on=args.anomaly_on, anomaly_threshold=args.anomaly_threshold,
                       top_features=args.top_features, max_subgroups=args.max_subgroups,
                       min_subgroup_size=args.min_subgroup_size)
     ds = _load_data(args, args.image_size or _model_image_size(args.model))
+    counts = ds.class_counts()
+    check_class_sizes({"positive": counts[1], "negative": counts[0]}, cfg.min_subgroup_size)  # before the forward pass
     result = audit_dataset(ds, args.model, args.out, cfg, device=args.device, with_figures=not args.no_figures)
     print(summarise_audit(result.report, args.out))
 
@@ -220,17 +222,28 @@ def _subgroup_line(sg: dict) -> str:
             f"{sg['share']:.1%} of the class, error rate {error}, {enriched}")
 
 
+def _feature_line(f: dict) -> str:
+    tracks = (f"tracks {f['attribute']}={f['attribute_value']} (eta^2 {f['eta_squared']:.2f})" if f.get("attribute")
+              else "no supplied attribute tracks it")
+    change = f.get("traversal_change")
+    strip = "" if change is None else f", traversal change {change:.3f}"
+    line = (f"  feature {f['feature']} ({f['class']}, subgroup {f['subgroup']}): separation {f['score']:.2f} sd, "
+            f"rare range holds {f['share_in_rare_range']:.1%} of the class, {tracks}{strip}")
+    return line + (f"\n    note: {f['traversal_note']}" if f.get("traversal_note") else "")
+
+
 def summarise_audit(report: dict, out_dir, top_subgroups: int = 5) -> str:
     an = report["anomalies"]
-    feats = ", ".join(f"{f['dimension']} ({f.get('class', '?')}, {f['score']:.2f})"
-                      for f in report["under_represented_features"])
     subgroups = report.get("subgroups", [])
     lines = [f"audited {report['summary']['n_samples']} samples -> {out_dir}"]
     if subgroups:
         lines.append(f"  {len(subgroups)} subgroups found; the most under-represented and worst served first:")
         lines += [_subgroup_line(sg) for sg in subgroups[:top_subgroups]]
-    lines += [f"  most under-represented latent features (dimension, class, score): {feats}",
-              f"  anomalies: {an['count']} ({an['rate']:.1%}) above robust z {an['threshold']}"]
+    features = report["under_represented_features"]
+    if features:
+        lines.append("  features that set the top subgroups apart (latent directions):")
+        lines += [_feature_line(f) for f in features[:top_subgroups]]
+    lines.append(f"  anomalies: {an['count']} ({an['rate']:.1%}) above robust z {an['threshold']}")
     least = sorted((r for r in report["representation"] if r["value"] != "n/a"),
                    key=lambda r: -r["mean_weight_ratio"])[:3]
     for r in least:

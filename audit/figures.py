@@ -204,9 +204,10 @@ def latent_histograms(histograms: list[dict], path, title: str = "") -> Path:
         else:
             ax.set_ylim(bottom=0)
         ax.set_xlim(p["edges"][0], p["edges"][-1])
-        name = f"latent {p['dimension']}" + (f" (rank {p['rank']})" if p["rank"] is not None else "")
+        name = p["name"] or f"latent {p['dimension']}"
+        name += f" (rank {p['rank']})" if p["rank"] is not None else ""
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("latent value", fontsize=8)
+        ax.set_xlabel("latent value" if p["name"] is None else "projection", fontsize=8)
         ax.set_ylabel("count (log)" if log else "count", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(axis="y", alpha=0.3, lw=0.5)
@@ -345,8 +346,9 @@ def _check_histogram(h, i: int) -> dict:
         rare = _as_vector(rare, f"{where}['rare_range']", 2, "[lo, hi]") if np.ndim(rare) == 1 else None
         if rare is None or rare[0] > rare[1]:
             raise DebiasError(f"{where}['rare_range'] must be [lo, hi] with lo <= hi, got {h['rare_range']!r}")
-    return {"dimension": h["dimension"], "rank": h.get("rank"), "edges": edges, "counts": checked,
-            "rare_range": rare}
+    name = h.get("name")
+    return {"dimension": h["dimension"], "name": None if name is None else str(name), "rank": h.get("rank"),
+            "edges": edges, "counts": checked, "rare_range": rare}
 
 
 # --------------------------------------------------------------------------- layout

@@ -16,6 +16,7 @@ from .csvsafe import safe_frame
 from .dataset import ImageDataset
 from .errors import DebiasError
 from .evaluation import evaluate
+from .features import TRAVERSAL_STEPS, traversal_change, traversal_note, traversal_values
 from .inference import decode, predict
 from .models import ModelConfig, check_image_size, pick_device
 from .outputs import staged_directory
@@ -83,18 +84,15 @@ def evaluate_model(model_dir: str | Path, dataset: ImageDataset, group_by: list[
     return metrics
 
 
-def traversal(model, mu: np.ndarray, labels: np.ndarray, feature: dict, device, steps: int = 9):
-    """Decode images along one latent feature of the positives, the others held at their mean.
-
-    The sweep spans the class mean +/- 3 standard deviations of that dimension:
-    narrower sweeps barely change the decoded face.
-    """
-    z_class = mu[labels == 1]
-    d = feature["dimension"]
-    values = z_class[:, d].mean() + np.linspace(-3, 3, steps) * z_class[:, d].std()
-    z = np.repeat(z_class.mean(0, keepdims=True), steps, 0)
-    z[:, d] = values
-    return decode(model, z, device), values
+def traversal(model, mu: np.ndarray, labels: np.ndarray, subgroup_ids: np.ndarray, feature: dict, device,
+              steps: int = TRAVERSAL_STEPS) -> tuple[np.ndarray, np.ndarray]:
+    """(decoded images, projections) along a feature's direction, from its class's rest towards its subgroup."""
+    cls = next(c for c, name in CLASS_NAMES.items() if name == feature["class"])
+    rest = (labels == cls) & (subgroup_ids != feature["subgroup"])
+    direction = np.asarray(feature["direction_vector"], dtype=np.float64)
+    values = traversal_values(feature, steps)
+    z = mu[rest].mean(0) + values[:, None] * direction
+    return decode(model, z.astype(np.float32), device), values
 
 
 def write_figures(folder: Path, model, dataset: ImageDataset, result: AuditResult, device) -> dict[str, str]:
@@ -117,21 +115,25 @@ def write_figures(folder: Path, model, dataset: ImageDataset, result: AuditResul
     features = report["under_represented_features"]
     # The decoder rebuilds positives only: traversals of negatives' features would show nothing real.
     shown = [f for f in features if f["class"] == "positive"]
+    subgroup_ids = samples["subgroup"].to_numpy()
     if shown:
         strips, names, values = [], [], []
         for f in shown:
-            images, vals = traversal(model, result.mu, labels, f, device)
+            images, vals = traversal(model, result.mu, labels, subgroup_ids, f, device)
             strips.append(images), values.append(vals)
-            names.append(f"latent {f['dimension']} (rank {f['rank']})")
+            names.append(f"{f['name']} (feature {f['feature']})")
+            f["traversal_change"] = traversal_change(images)
+            f["traversal_note"] = traversal_note(f["traversal_change"])
             # Each strip on its own too, for pages that show it beside the feature's histogram.
-            f["traversal_strip"] = figures.image_strip(images, folder / f"traversal_latent_{f['dimension']}.png").name
+            f["traversal_strip"] = figures.image_strip(images, folder / f"traversal_feature_{f['feature']}.png").name
         written["traversals"] = figures.traversal_strips(
             strips, names, values, folder / "traversals.png",
-            title="Top under-represented latent features of the positives (mean +/- 3 sd)").name
-    hist = [{**report["latent_histograms"][f["dimension"]], "rank": f"{f['rank']}, {f['class']}",
-             "rare_range": f.get("rare_range")} for f in features]
-    written["latent_histograms"] = figures.latent_histograms(hist, folder / "latent_histograms.png",
-                                                             title="Histograms of the top features").name
+            title="Positives: decoded from the rest of the class (left) towards each top subgroup (right)").name
+    if features:
+        hist = [{**f["histogram"], "dimension": f["feature"], "name": f"feature {f['feature']}: {f['name']}",
+                 "rank": f"{f['rank']}, {f['class']}", "rare_range": f.get("rare_range")} for f in features]
+        written["latent_histograms"] = figures.latent_histograms(
+            hist, folder / "latent_histograms.png", title="Projections on the top features (rare range shaded)").name
     rng = np.random.default_rng(0)
     pick = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), min(6, int((labels == c).sum())),
                                               replace=False) for c in (1, 0)]))

@@ -3,7 +3,8 @@
 `audit_latents` is pure numpy over latent means so it can be run (and timed) on
 100k vectors without a model; `run_audit` adds the forward pass.  Its first
 result is `subgroups` (see audit.subgroups): each class's latent clusters,
-ranked most under-represented and worst served first.
+ranked most under-represented and worst served first; the features are the
+latent directions that set the top subgroups apart (see audit.features).
 """
 from __future__ import annotations
 
@@ -16,9 +17,16 @@ from scipy.special import expit
 from .dataset import ImageDataset
 from .density import ESTIMATORS
 from .errors import DebiasError
+from .features import subgroup_directions
 from .inference import predict
-from .sampling import (CLASS_NAMES, REWEIGHT, check_weighting, class_balanced_sampling_probability,
-                       effective_sample_fraction, per_class_log_density)
+from .sampling import (
+    CLASS_NAMES,
+    REWEIGHT,
+    check_weighting,
+    class_balanced_sampling_probability,
+    effective_sample_fraction,
+    per_class_log_density,
+)
 from .subgroups import SubgroupFinder, classification_loss, summarise_subgroups, under_representation
 
 ANOMALY_ON = ("both", "density", "reconstruction")
@@ -56,6 +64,21 @@ class AuditConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise DebiasError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+def min_class_size(min_subgroup_size: int) -> int:
+    """The fewest samples a class needs for the audit to cluster it (SubgroupFinder's floor)."""
+    return max(10, 2 * min_subgroup_size)
+
+
+def check_class_sizes(class_counts: dict[str, int], min_subgroup_size: int = AuditConfig.min_subgroup_size) -> None:
+    """DebiasError naming the first class too small to split into subgroups: its counts mean nothing."""
+    floor = min_class_size(min_subgroup_size)
+    for name, n in class_counts.items():
+        if 0 < n < floor:
+            raise DebiasError(f"the {name} class has {n} samples, too few to cluster into subgroups: the audit needs "
+                              f"at least {floor} per class (2 x min_subgroup_size {min_subgroup_size}, at least 10); "
+                              f"add {name} samples or lower min_subgroup_size")
 
 
 @dataclass
@@ -104,6 +127,8 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
     labels = np.asarray(labels)
     if len(mu) != len(labels):
         raise DebiasError(f"{len(mu)} latent vectors but {len(labels)} labels")
+    check_class_sizes({CLASS_NAMES.get(int(c), str(c)): int((labels == c).sum()) for c in np.unique(labels)},
+                      cfg.min_subgroup_size)
     for name, values in (("logit", logit), ("errors", errors)):
         if values is not None and np.shape(values) != labels.shape:
             raise DebiasError(f"{name} has shape {np.shape(values)} but there are {len(labels)} samples; "
@@ -129,7 +154,10 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
         name = col if col not in samples.columns else f"attr_{col}"
         samples[name] = attributes[col].to_numpy()
 
-    features = rank_under_represented(mu, labels, weight, cfg)
+    subgroups = summarise_subgroups(finder.labels_, labels, weight, under, attributes, logit,
+                                    min_size=cfg.min_subgroup_size)
+    features = subgroup_directions(mu, labels, finder.labels_, subgroups, attributes, cfg.top_features,
+                                   cfg.histogram_bins)
     discovery = finder.summary()
     # The final loss counts only where there is no early error set (see subgroups.under_representation).
     error_signal = ["error_set"] if errors is not None else ["loss"] if loss is not None else []
@@ -142,8 +170,7 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
                     "strength_used": {CLASS_NAMES[c]: v for c, v in strength_used.items()},
                     "effective_sample_fraction": {CLASS_NAMES[c]: effective_sample_fraction(weight[labels == c])
                                                   for c in strength_used}},
-        "subgroups": summarise_subgroups(finder.labels_, labels, weight, under, attributes, logit,
-                                         min_size=cfg.min_subgroup_size),
+        "subgroups": subgroups,
         "subgroup_discovery": discovery,
         "config": asdict(cfg),
         "latent_histograms": latent_histograms(mu, labels, cfg.histogram_bins),
@@ -178,40 +205,6 @@ def latent_histograms(mu: np.ndarray, labels: np.ndarray, bins: int) -> list[dic
         edges = np.linspace(lo[i], hi[i] if hi[i] > lo[i] else lo[i] + 1e-6, bins + 1)
         counts = {CLASS_NAMES[c]: np.histogram(mu[labels == c, i], edges)[0].tolist() for c in np.unique(labels)}
         out.append({"dimension": i, "edges": edges.tolist(), "counts": counts})
-    return out
-
-
-def rank_under_represented(mu: np.ndarray, labels: np.ndarray, weight: np.ndarray,
-                           cfg: AuditConfig) -> list[dict]:
-    """Per class, the latent features whose values are rare: where the most up-weighted samples stand apart.
-
-    Within a class, the top decile by sampling weight is compared with the rest
-    on every dimension; the `top_features` largest mean differences are that
-    class's features, ranked from 1.  Differences are in latent units: the
-    VAE's prior gives every dimension the same scale, and a standardised
-    difference would rank nearly-unused dimensions (tiny spread, no visible
-    effect) first.  A feature's
-    rare range is where the up-weighted samples sit.  Positives come first:
-    the decoder only rebuilds positives, so only their features can be shown
-    as traversals.
-    """
-    out = []
-    for cls in sorted(np.unique(labels).tolist(), reverse=True):
-        m = np.flatnonzero(labels == cls)
-        if len(m) < 10:
-            continue
-        z, w = mu[m], weight[m]
-        top = w >= np.quantile(w, 0.9)
-        std = z.std(0) + 1e-8
-        diff = z[top].mean(0) - z[~top].mean(0)
-        for rank, i in enumerate(np.argsort(-np.abs(diff))[: cfg.top_features], 1):
-            lo, hi = np.quantile(z[top, i], [0.1, 0.9])
-            out.append({"class": CLASS_NAMES[int(cls)], "rank": rank, "dimension": int(i),
-                        "score": float(abs(diff[i])), "standardized_difference": float(diff[i] / std[i]),
-                        "direction": "high" if diff[i] > 0 else "low",
-                        "rare_range": [float(lo), float(hi)],
-                        "share_in_rare_range": float(((z[:, i] >= lo) & (z[:, i] <= hi)).mean()),
-                        "class_mean": float(z[:, i].mean()), "class_std": float(std[i])})
     return out
 
 

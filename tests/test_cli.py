@@ -171,3 +171,15 @@ def test_end_to_end_synth_train_audit_evaluate_compare(capsys, tmp_path):
         assert set(metrics["groups"][0]["group"]) == {"label", "skin_tone", "kind"}
     code, out, err = run(capsys, "compare", paths["standard"], paths["dbvae"])
     assert code == 0 and "standard" in out.splitlines()[0] and "dbvae" in out.splitlines()[0]
+
+
+def test_audit_of_a_class_too_small_to_cluster_is_one_line(capsys, tmp_path, tiny_npz):
+    from audit.synth import make_synthetic, save_npz
+
+    model = tmp_path / "model"
+    assert run(capsys, "train", tiny_npz, "--out", model, *TRAIN_SMALL)[0] == 0
+    lopsided = tmp_path / "lopsided.npz"
+    save_npz(make_synthetic(30, 6, image_size=16, seed=3), lopsided)
+    assert_bad_input(capsys, "audit", lopsided, "--model", model, "--out", tmp_path / "audit",
+                     match="the negative class has 6 samples, too few to cluster into subgroups")
+    assert not (tmp_path / "audit").exists()

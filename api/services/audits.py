@@ -15,6 +15,7 @@ from sqlalchemy import exists, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from audit.errors import DebiasError
+from audit.report import check_class_sizes
 
 from ..settings import Settings
 from ..tables import Audit, AuditScore, Job
@@ -47,7 +48,9 @@ def start_audit(session: Session, settings: Settings, owner_id: int, dataset_id:
                 audit_options: dict, train_options: dict) -> tuple[Audit, Job]:
 
     [dataset] = lock_datasets(session, owner_id, [dataset_id])  # until commit: a delete waits (see locks)
+    class_counts = {"positive": dataset.n_positive, "negative": dataset.n_negative}
     if model_id is None:
+        check_class_sizes(class_counts)  # 422, as the CLI's exit 2
         model = model_service.new_model_row(owner_id, dataset, {**train_options, "method": "dbvae",
                                                                 "density": audit_options["density"]})
         check_training(settings, dataset, model, auditing=True)  # 422 before anything is stored
@@ -61,6 +64,7 @@ def start_audit(session: Session, settings: Settings, owner_id: int, dataset_id:
                               f"space: pass a dbvae model or leave model_id out to train one")
         model_service.check_fits(model, dataset)
         check_inference(settings, dataset, model, "auditing with")
+        check_class_sizes(class_counts)
     audit = Audit(owner_id=owner_id, dataset_id=dataset.id, model_id=model.id, options=audit_options,
                   status="pending")
     session.add(audit)

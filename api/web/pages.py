@@ -183,12 +183,12 @@ def audit_download(request: Request, audit_id: PathId, session: SessionDep, sett
                                        "Content-Disposition": f'attachment; filename="audit-{audit_id}-report.html"'})
 
 
-@router.get("/audits/{audit_id}/traversals/{dimension}.png")
-def traversal_image(request: Request, audit_id: PathId, dimension: Dimension, session: SessionDep, settings: SettingsDep,
+@router.get("/audits/{audit_id}/traversals/{feature}.png")
+def traversal_image(request: Request, audit_id: PathId, feature: Dimension, session: SessionDep, settings: SettingsDep,
                     owner: PageOwner):
-    """One under-represented feature's latent traversal (decoded images), as the audit wrote it."""
+    """One under-represented feature's traversal (decoded images), as the audit wrote it."""
     audit = audit_service.get_ready(session, owner.id, audit_id)
-    png = views.traversal_png(settings, session, audit, dimension)
+    png = views.traversal_png(settings, session, audit, feature)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 

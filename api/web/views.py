@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audit.errors import DebiasError
+from audit.features import TRAVERSAL_STEPS
 
 from ..routes.shapes import image_url
 from ..services import NotFound
@@ -35,7 +36,6 @@ SAMPLE_GRID = 32          # thumbnails on a dataset page
 EXTREMES = 12             # thumbnails per side (lowest / highest sampling probability), per class
 ANOMALY_PAGE = 20         # rows per page of the anomaly table
 DOWNLOAD_ANOMALIES = 50   # rows of the anomaly table in a downloaded report
-TRAVERSAL_STEPS = 9
 
 
 def label_text(label: int) -> str:
@@ -66,8 +66,8 @@ class LinkedImages:
     def file(self, audit: Audit, file: str | None) -> str | None:
         return f"/v1/audits/{audit.id}/figures/{file}" if file else None
 
-    def traversal(self, audit: Audit, dimension: int) -> str:
-        return f"/audits/{audit.id}/traversals/{dimension}.png"
+    def traversal(self, audit: Audit, feature: int) -> str:
+        return f"/audits/{audit.id}/traversals/{feature}.png"
 
 
 def data_uri(png: bytes) -> str:
@@ -99,8 +99,8 @@ class InlineImages:
         path = audit_dir(self.settings, audit.id) / file if file else None
         return data_uri(path.read_bytes()) if path and path.is_file() else None
 
-    def traversal(self, audit: Audit, dimension: int) -> str:
-        return data_uri(traversal_png(self.settings, self.session, audit, dimension))
+    def traversal(self, audit: Audit, feature: int) -> str:
+        return data_uri(traversal_png(self.settings, self.session, audit, feature))
 
 
 # ------------------------------------------------------------------ jobs
@@ -224,25 +224,37 @@ def anomaly_rows(session: Session, audit: Audit, q: AnomalyQuery, images, limit:
             "next_cursor": result.next_cursor, "prev_cursor": result.prev_cursor, "errors": errors}
 
 
+def feature_key(f: dict) -> int:
+    """A feature's id: `feature` since features are subgroup directions; older audits keyed them by dimension."""
+    return f.get("feature", f.get("dimension"))
+
+
+def feature_name(f: dict) -> str:
+    if "feature" in f:
+        return f"feature {f['feature']}: {f.get('name') or 'subgroup ' + str(f.get('subgroup'))}"
+    return f"latent {f['dimension']}"
+
+
 def _feature_views(audit: Audit, report: dict, images) -> list[dict]:
     hists = {h["dimension"]: h for h in report.get("latent_histograms", [])}
     views = []
     for f in report.get("under_represented_features", []):
-        h = hists.get(f["dimension"])
-        title = f"latent {f['dimension']}, {f['class']} class, rank {f['rank']}"
+        h = f.get("histogram") or hists.get(f["dimension"])
+        name = feature_name(f)
+        title = f"{name}, {f['class']} class, rank {f['rank']}"
         lo, hi = f.get("rare_range") or (None, None)
         chart = None
         if h:
             chart = charts.histogram(h["edges"], h["counts"],
-                                     f"histogram of latent {f['dimension']} per class; rare range of the "
+                                     f"histogram of {name} per class; rare range of the "
                                      f"{f['class']} class {fmt(lo)} to {fmt(hi)} shaded",
                                      highlight=f.get("rare_range"))
         strip = None
-        if f["class"] == "positive":
-            strip = Thumb(images.traversal(audit, f["dimension"]),
-                          f"latent traversal of latent {f['dimension']}: {TRAVERSAL_STEPS} images decoded as its value "
-                          f"goes from the positive class mean minus 3 standard deviations (left) to plus 3 (right)")
-        views.append({"f": f, "title": title, "chart": chart, "strip": strip})
+        if f["class"] == "positive" and f.get("traversal_strip"):
+            strip = Thumb(images.traversal(audit, feature_key(f)),
+                          f"traversal of {name}: {TRAVERSAL_STEPS} images decoded from the rest of the positive class "
+                          f"(left) towards subgroup {f.get('subgroup')} (right)")
+        views.append({"f": f, "key": feature_key(f), "name": name, "title": title, "chart": chart, "strip": strip})
     return views
 
 
@@ -291,7 +303,6 @@ def audit_page(session: Session, settings: Settings, owner_id: int, audit_id: in
     report = audit.report
     summary = report.get("summary", {})
     features = report.get("under_represented_features", [])
-    top = sorted(features, key=lambda f: (f["class"] != "positive", f["rank"]))[:3]
     side_by_side = []
     for label in (1, 0):
         lowest = [score_thumb(images, audit, r, "weight") for r in extremes(session, audit.id, label, EXTREMES, True)]
@@ -301,23 +312,23 @@ def audit_page(session: Session, settings: Settings, owner_id: int, audit_id: in
     figures = [(name, images.figure(audit, name)) for name in (report.get("figures") or {})]
     attribute_options = [f"{name}:{value}" for name, values in dataset.attributes.items() for value in values]
     subgroups = [{**s, "src": images.file(audit, s.get("grid"))} for s in report.get("subgroups", [])]
-    ctx.update(report=report, summary=summary, top_features=top, side_by_side=side_by_side, subgroups=subgroups,
+    ctx.update(report=report, summary=summary, side_by_side=side_by_side, subgroups=subgroups,
                features=_feature_views(audit, report, images), representation=_representation(report),
                relations=_relations(report), figures=[(n, src) for n, src in figures if src],
                anomalies=anomaly_rows(session, audit, q, images, anomaly_limit), query=q,
                attribute_options=attribute_options, anomaly_info=report.get("anomalies", {}),
-               feature_dims={f["dimension"] for f in features})
+               feature_dims={f["dimension"] for f in features if "feature" not in f})
     return ctx
 
 
 # ------------------------------------------------------------------ traversal strips
-def traversal_png(settings: Settings, session: Session, audit: Audit, dimension: int) -> bytes:
+def traversal_png(settings: Settings, session: Session, audit: Audit, feature: int) -> bytes:
     """The decoded traversal strip the audit wrote for one of its positive-class features, as PNG."""
-    strips = {f["dimension"]: f.get("traversal_strip")
+    strips = {feature_key(f): f.get("traversal_strip")
               for f in (audit.report or {}).get("under_represented_features", []) if f["class"] == "positive"}
-    path = audit_dir(settings, audit.id) / strips[dimension] if strips.get(dimension) else None
+    path = audit_dir(settings, audit.id) / strips[feature] if strips.get(feature) else None
     if path is None or not path.is_file():
-        raise NotFound(f"audit {audit.id} has no traversal for latent {dimension}; traversals are "
+        raise NotFound(f"audit {audit.id} has no traversal for feature {feature}; traversals are "
                        f"drawn for its under-represented features of the positive class")
     return path.read_bytes()
 

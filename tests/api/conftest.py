@@ -128,6 +128,18 @@ def tiny_npz_bytes(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def subgroup_npz_bytes(tmp_path_factory):
+    """60 faces, 15 of them replaced by flat blue squares (look=blue), and 30 non-faces: a positive subgroup
+    that even a model trained for two epochs on 90 images sets apart (a tiny set's latent holds no other)."""
+    ds = make_synthetic(60, 30, image_size=16, seed=0)
+    blue = np.flatnonzero(ds.labels == 1)[:15]
+    ds.images[blue] = np.array([30, 60, 220], dtype=np.uint8)
+    ds.attributes["look"] = "face"
+    ds.attributes.loc[blue, "look"] = "blue"
+    return _npz_bytes(tmp_path_factory.mktemp("subgroup"), ds)
+
+
+@pytest.fixture(scope="session")
 def test_npz_bytes(tmp_path_factory):
     return _npz_bytes(tmp_path_factory.mktemp("test"), make_synthetic(12, 12, image_size=16, seed=1, balanced=True))
 

@@ -217,3 +217,16 @@ def test_model_and_dataset_image_sizes_must_match(client, app, alice, tiny_npz_b
     assert client.get("/v1/evaluations", headers=alice).json() == []
     assert [a["dataset_id"] for a in client.get("/v1/audits", headers=alice).json()] == [small]
     assert client.get("/v1/jobs?status=queued", headers=alice).json() == []
+
+
+def test_a_class_too_small_to_cluster_is_refused_before_any_work(client, app, alice, tmp_path):
+    from audit.synth import make_synthetic, save_npz
+
+    path = tmp_path / "lopsided.npz"
+    save_npz(make_synthetic(30, 6, image_size=16, seed=3), path)
+    ds = upload(client, alice, path.read_bytes(), filename="lopsided.npz").json()["id"]
+    r = client.post(f"/v1/datasets/{ds}/audits", headers=alice, json={"training": TRAIN_FAST})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith("the negative class has 6 samples, too few to cluster into subgroups")
+    assert client.get("/v1/audits", headers=alice).json() == []
+    assert client.get("/v1/jobs", headers=alice).json() == [] and client.get("/v1/models", headers=alice).json() == []

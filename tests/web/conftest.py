@@ -36,6 +36,7 @@ from ..api.conftest import (  # noqa: F401  (fixtures, registered here by import
     run_jobs,
     settings,
     sqlite_template,
+    subgroup_npz_bytes,
     test_npz_bytes,
     tiny_npz_bytes,
     upload,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from html import unescape
 from html.parser import HTMLParser
 
 from fastapi.testclient import TestClient
@@ -26,9 +27,9 @@ class Tags(HTMLParser):
         return [a for t, a in self.tags if t == tag]
 
 
-def audited(web, app, alice, tiny_npz_bytes) -> tuple[dict, int]:
-    ds = upload(web, alice, tiny_npz_bytes, name="tiny faces").json()
-    r = web.post(f"/v1/datasets/{ds['id']}/audits", headers=alice, json={"training": TRAIN_FAST})
+def audited(web, app, alice, npz_bytes, training: dict = TRAIN_FAST) -> tuple[dict, int]:
+    ds = upload(web, alice, npz_bytes, name="tiny faces").json()
+    r = web.post(f"/v1/datasets/{ds['id']}/audits", headers=alice, json={"training": training})
     assert r.status_code == 202, r.text
     assert run_jobs(app) == 1
     return ds, r.json()["resource"]["audit_id"]
@@ -207,8 +208,11 @@ def test_a_running_audit_shows_a_progress_bar_that_polls_its_job(web, alice, tin
     assert web.get(f"/audits/{audit_id}/download").status_code == 409
 
 
-def test_audit_report_page(web, app, alice, tiny_npz_bytes):
-    ds, audit_id = audited(web, app, alice, tiny_npz_bytes)
+TWO_EPOCHS = {**TRAIN_FAST, "epochs": 2}
+
+
+def test_audit_report_page(web, app, alice, subgroup_npz_bytes):
+    ds, audit_id = audited(web, app, alice, subgroup_npz_bytes, TWO_EPOCHS)
     report = web.get(f"/v1/audits/{audit_id}", headers=alice).json()["report"]
     sign_in(web, alice)
     r = web.get(f"/audits/{audit_id}")
@@ -224,8 +228,14 @@ def test_audit_report_page(web, app, alice, tiny_npz_bytes):
     assert imgs and all(i.get("alt") for i in imgs)
     srcs = [i["src"] for i in imgs]
     positive_features = [f for f in report["under_represented_features"] if f["class"] == "positive"]
+    # The blue squares are the positives' top subgroup; the feature that sets them apart is named after them.
+    assert positive_features and positive_features[0]["name"] == "look=blue"
+    assert "feature 0: look=blue" in html
+    # Two epochs leave the decoder unable to draw anything: the page says so beside the strip.
+    note = positive_features[0]["traversal_note"]
+    assert note.startswith("the decoded strip barely changes") and note in unescape(html)
     for f in positive_features:
-        assert f"/audits/{audit_id}/traversals/{f['dimension']}.png" in srcs
+        assert f"/audits/{audit_id}/traversals/{f['feature']}.png" in srcs
     for url in report["figures"].values():
         assert url in srcs
     # Discovered subgroups lead the report, each grid with an alt text naming it.
@@ -237,7 +247,7 @@ def test_audit_report_page(web, app, alice, tiny_npz_bytes):
     lowest = [i for i in imgs if "sampling weight" in i["alt"]]
     assert len(lowest) == 4 * 12
     # One histogram per feature, one chart per attribute's representation, one for the relations.
-    assert html.count('aria-label="histogram of latent') == len(report["under_represented_features"])
+    assert html.count('aria-label="histogram of feature') == len(report["under_represented_features"])
     # Anomaly table: the first 20 by score, alt text naming sample, label and score; a next-page link.
     rows = [i for i in imgs if i["alt"].startswith("sample ") and "sampling weight" not in i["alt"]]
     assert len(rows) == 20 and re.fullmatch(r"sample \d+, label (positive|negative), anomaly score -?\d+\.\d",
@@ -260,21 +270,21 @@ def test_audit_report_page(web, app, alice, tiny_npz_bytes):
     assert "invalid cursor" in r.text
 
 
-def test_traversal_strips_are_decoded_images(web, app, alice, tiny_npz_bytes):
+def test_traversal_strips_are_decoded_images(web, app, alice, subgroup_npz_bytes):
     import io
 
     from PIL import Image
 
-    _, audit_id = audited(web, app, alice, tiny_npz_bytes)
+    _, audit_id = audited(web, app, alice, subgroup_npz_bytes, TWO_EPOCHS)
     report = web.get(f"/v1/audits/{audit_id}", headers=alice).json()["report"]
     sign_in(web, alice)
     feature = next(f for f in report["under_represented_features"] if f["class"] == "positive")
-    r = web.get(f"/audits/{audit_id}/traversals/{feature['dimension']}.png")
+    r = web.get(f"/audits/{audit_id}/traversals/{feature['feature']}.png")
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     img = Image.open(io.BytesIO(r.content))
     assert img.size == (9 * 64 + 8 * 2, 64)  # nine 16px images enlarged to 64px, 2px apart
-    assert web.get(f"/audits/{audit_id}/traversals/{feature['dimension']}.png").content == r.content  # kept
-    dims = {f["dimension"] for f in report["under_represented_features"] if f["class"] == "positive"}
+    assert web.get(f"/audits/{audit_id}/traversals/{feature['feature']}.png").content == r.content  # kept
+    dims = {f["feature"] for f in report["under_represented_features"] if f["class"] == "positive"}
     other = next(d for d in range(64) if d not in dims)
     assert web.get(f"/audits/{audit_id}/traversals/{other}.png").status_code == 404
 
