@@ -5,7 +5,6 @@ Bad input prints one line and exits with code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import warnings
@@ -58,6 +57,22 @@ def _add_density_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-ess", type=_finite_float, default=0.25, dest="min_effective_fraction",
                    help="lower the strength where needed so this share of each class stays effective "
                         "(Kish); 0 reproduces raw inverse-density weights [0.25]")
+
+
+def _add_stats_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n-boot", type=_positive_int, default=1000,
+                   help="bootstrap resamples for the intervals of worst group, gap and ratio [1000]")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap [0]")
+    p.add_argument("--min-group-size", type=_positive_int, default=30,
+                   help="smaller groups are listed with a warning but not ranked for worst / gap / ratio [30]")
+    p.add_argument("--include-small", action="store_true", help="rank small groups too")
+
+
+def _stats_options(args) -> dict:
+    from .evaluation import check_options
+    check_options(args.n_boot, args.min_group_size, args.seed)  # before any slow work
+    return {"n_boot": args.n_boot, "min_group_size": args.min_group_size, "include_small": args.include_small,
+            "seed": args.seed}
 
 
 def _density_params(args) -> dict:
@@ -132,17 +147,23 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     _add_data_options(p, None)
     _add_density_options(p)
 
-    p = sub.add_parser("evaluate", help="accuracy per group (label x attributes)")
+    p = sub.add_parser("evaluate", help="accuracy, FNR and FPR per group (label x attributes), with intervals")
     p.add_argument("model", help="model directory")
     p.add_argument("data")
     p.add_argument("--group-by", default="", help="comma-separated attribute names")
-    p.add_argument("--out", help="metrics JSON to write")
+    p.add_argument("--out", help="metrics JSON to write; its per-sample predictions go beside it "
+                                 "(NAME.predictions.csv) for `debias compare`")
     p.add_argument("--device")
+    _add_stats_options(p)
     _add_data_options(p, None)
 
-    p = sub.add_parser("compare", help="per-group accuracy of several evaluations side by side")
-    p.add_argument("metrics", nargs="+", help="metrics JSON files from `debias evaluate`")
+    p = sub.add_parser("compare", help="two evaluations of one test set paired (McNemar, paired bootstrap); "
+                                       "more than two side by side")
+    p.add_argument("metrics", nargs="+", help="metrics JSON files from `debias evaluate --out`; with two, "
+                                              "changes are the second minus the first")
     p.add_argument("--names", help="comma-separated column names [file stems]")
+    p.add_argument("--out", help="paired comparison JSON to write (two evaluations only)")
+    _add_stats_options(p)
 
     p = sub.add_parser("demo", help="synth -> train standard and DB-VAE -> audit -> evaluate -> compare")
     p.add_argument("--out", default="demo-out")
@@ -253,34 +274,48 @@ def summarise_audit(report: dict, out_dir, top_subgroups: int = 5) -> str:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluation import format_table
+    from .evaluation import format_table, with_options, write_evaluation
     from .pipeline import evaluate_model
+    options = _stats_options(args)
     group_by = [g.strip() for g in args.group_by.split(",") if g.strip()]
     ds = _load_data(args, args.image_size or _model_image_size(args.model))
-    metrics = evaluate_model(args.model, ds, group_by, args.device)
-    if args.out:
-        from .checkpoint import write_json
-        write_json(Path(args.out), metrics)
+    # evaluate_model summarises with the default options; summarising again from its predictions is cheap
+    # (the bootstrap costs groups x resamples, not samples).
+    metrics = with_options(evaluate_model(args.model, ds, group_by, args.device), **options)
+    for note in metrics["warnings"]:
+        print(f"debias: warning: {note}", file=sys.stderr)
     print(format_table(metrics))
+    if args.out:
+        predictions = write_evaluation(Path(args.out), metrics)
+        print(f"wrote {args.out} and its per-sample predictions {predictions}")
 
 
 def cmd_compare(args) -> None:
+    from .checkpoint import write_json
+    from .comparison import check_same_dataset, format_paired, load_evaluation, load_predictions, paired_comparison
     from .evaluation import format_comparison
     names = args.names.split(",") if args.names else [Path(m).stem for m in args.metrics]
     if len(names) != len(args.metrics):
         raise DebiasError(f"--names has {len(names)} names for {len(args.metrics)} metrics files")
-    named = {}
-    for name, path in zip(names, args.metrics):
-        try:
-            named[name] = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise DebiasError(f"no such metrics file: {path}") from None
-        except json.JSONDecodeError as exc:
-            raise DebiasError(f"{path} is not JSON ({exc.msg}); pass files written by `debias evaluate --out`") \
-                from None
-        if "groups" not in named[name]:
-            raise DebiasError(f"{path} has no 'groups'; pass files written by `debias evaluate --out`")
-    print(format_comparison(named))
+    if len(set(names)) != len(names):
+        raise DebiasError(f"column names must differ, got {', '.join(names)}; pass --names")
+    options = _stats_options(args)
+    loaded = [load_evaluation(path, with_predictions=False) for path in args.metrics]
+    for path, metrics in zip(args.metrics[1:], loaded[1:]):
+        check_same_dataset(loaded[0], metrics, (args.metrics[0], path))
+    if len(loaded) != 2:
+        if args.out:
+            raise DebiasError(f"--out writes a paired comparison of two evaluations, got {len(loaded)}")
+        print(format_comparison(dict(zip(names, loaded))))
+        return
+    for path, metrics in zip(args.metrics, loaded):
+        metrics["predictions"] = load_predictions(path, metrics)
+    result = paired_comparison(loaded[0], loaded[1], (names[0], names[1]), **options)
+    for note in result["warnings"]:
+        print(f"debias: warning: {note}", file=sys.stderr)
+    print(format_paired(result))
+    if args.out:
+        write_json(Path(args.out), result)
 
 
 def cmd_demo(args) -> None:

@@ -5,8 +5,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import write_json
-from .evaluation import format_comparison
+from .comparison import format_paired, paired_comparison
+from .evaluation import write_evaluation
 from .models import ModelConfig
 from .pipeline import audit_dataset, device_summary, evaluate_model, train_model
 from .report import AuditConfig
@@ -52,7 +52,7 @@ def run_demo(out: Path, seed: int = 0, quick: bool = False, log=print) -> dict:
                     resume=model_dir.exists(), progress=True)
         log(f"2/4 trained {method} for {size.epochs} epochs in {time.perf_counter() - t:.0f}s -> {model_dir}")
         metrics[method] = evaluate_model(model_dir, test_ds, GROUP_BY)
-        write_json(out / f"metrics_{method}.json", metrics[method])
+        write_evaluation(out / f"metrics_{method}.json", metrics[method])
 
     audit_dir = out / "audit"
     result = audit_dataset(train_ds, out / "models" / "dbvae", audit_dir, AuditConfig())
@@ -60,10 +60,11 @@ def run_demo(out: Path, seed: int = 0, quick: bool = False, log=print) -> dict:
     log("3/4 " + summarise_audit(result.report, audit_dir))
 
     log("4/4 accuracy per group on the balanced test set (label x skin_tone x kind):")
-    log(format_comparison(metrics))
-    gain = metrics["dbvae"]["worst_group_accuracy"] - metrics["standard"]["worst_group_accuracy"]
-    log(f"worst-group accuracy: standard {metrics['standard']['worst_group_accuracy']:.3f}, "
-        f"dbvae {metrics['dbvae']['worst_group_accuracy']:.3f} ({gain * 100:+.1f} points)")
+    # Paired: both models scored on the same test images (McNemar, paired bootstrap).
+    paired = paired_comparison(metrics["standard"], metrics["dbvae"], ("standard", "dbvae"))
+    log(format_paired(paired))
+    for note in paired["warnings"]:
+        log(f"warning: {note}")
     log(f"figures: {', '.join(str(audit_dir / f) for f in result.report['figures'].values())}")
     log(f"done in {time.perf_counter() - started:.0f}s")
     return {"metrics": metrics, "report": result.report}

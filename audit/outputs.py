@@ -6,7 +6,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-
 # The folders staged_directory keeps beside a target while it works: the new result ("partial") and,
 # while swapping, the previous one ("old"). A process killed meanwhile leaves them behind.
 STAGING_KINDS = ("partial", "old")

@@ -192,6 +192,9 @@ class EvaluateRunner:
         ctx.report(10, "evaluating")
         metrics = evaluate_model(model_dir(ctx.settings, ev.model_id), ds, ev.group_by, device=ctx.settings.device)
         metrics["model"].pop("path", None)  # a server path is nobody's business
+        # Per-sample predictions (a frame) stay out of the JSON column; storing them in bulk for paired
+        # comparisons through the API is issue 10's service part.
+        metrics.pop("predictions", None)
         metrics["dataset"] = ev.dataset_id
         with ctx.sessions() as session:
             job = _claimed_job(session, ctx)
