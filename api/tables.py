@@ -151,3 +151,19 @@ class Evaluation(Base):
     group_by: Mapped[list] = mapped_column(JSON)
     metrics: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EvaluationPrediction(Base):
+    """One row per sample of an evaluation: what a paired comparison (McNemar) needs.
+
+    Written in bulk with the evaluation; evaluations stored before migration 0003 have none.
+    `group_key` is the engine's compact JSON of the sample's group (label x group_by).
+    """
+
+    __tablename__ = "evaluation_predictions"
+    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id", ondelete="CASCADE"), primary_key=True)
+    sample_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[int] = mapped_column(Integer)
+    prediction: Mapped[int] = mapped_column(Integer)
+    probability: Mapped[float | None] = mapped_column(Float)
+    group_key: Mapped[str] = mapped_column(Text)

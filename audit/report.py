@@ -242,7 +242,10 @@ def attribute_relations(mu: np.ndarray, labels: np.ndarray, attributes: pd.DataF
 
 
 def representation(samples: pd.DataFrame, labels: np.ndarray, attributes: pd.DataFrame) -> list[dict]:
-    """Per attribute value and class: count, share, mean weight (relative to uniform), mean density."""
+    """Per attribute value and class: count, share (with its 95% Wilson interval), mean weight (relative to
+    uniform), mean density."""
+    from .stats import as_interval, wilson_interval  # local: this function is the only user in this module
+
     out = []
     for name in attributes.columns:
         frame = pd.DataFrame({"label": labels, "value": attributes[name].astype(str).to_numpy(),
@@ -254,6 +257,7 @@ def representation(samples: pd.DataFrame, labels: np.ndarray, attributes: pd.Dat
             n_class = int(class_n[label])
             out.append({"attribute": str(name), "value": value, "class": CLASS_NAMES[int(label)],
                         "count": int(len(g)), "share": len(g) / n_class,
+                        "share_ci": as_interval(*wilson_interval(len(g), n_class)),
                         # 1.0 means drawn as often as under uniform sampling within the class.
                         "mean_weight_ratio": float(g["w"].mean() * n_class * class_n.size),
                         "mean_log_density": float(g["d"].mean()), "anomaly_rate": float(g["a"].mean())})

@@ -30,8 +30,11 @@ def wilson_interval(k, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
         denom = 1 + z * z / n
         centre = (p + z * z / (2 * n)) / denom
         half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # Clipped: at k = 0 or k = n the bound is 0 or 1 up to rounding.
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+    # At k = 0 or k = n the bound is exactly 0 or 1; rounding would leave it at 3e-17 above 0 (so the
+    # interval would miss the estimate itself), hence set, not only clipped.
+    low = np.where((k == 0) & (n > 0), 0.0, np.clip(centre - half, 0.0, 1.0))
+    high = np.where((k == n) & (n > 0), 1.0, np.clip(centre + half, 0.0, 1.0))
+    return low, high
 
 
 def as_interval(low, high) -> list[float] | None:

@@ -4,6 +4,7 @@ from fastapi import APIRouter, status
 
 from ..deps import CurrentOwner, SessionDep, SettingsDep
 from ..schemas import Accepted, EvaluationCreate, EvaluationOut, ModelCreate, ModelOut
+from ..services import comparison
 from ..services import models as service
 from .params import OptionalQueryId, PathId, QueryId
 from .shapes import job_out, model_out
@@ -49,6 +50,15 @@ def get_evaluation(evaluation_id: PathId, session: SessionDep, owner: CurrentOwn
 
 
 @router.get("/v1/models/{model_id}/compare")
-def compare_models(model_id: PathId, baseline: QueryId, dataset: QueryId, session: SessionDep, owner: CurrentOwner) -> dict:
-    """Per-group accuracy of this model next to a baseline, from their latest evaluations on `dataset`."""
-    return service.compare(session, owner.id, model_id, baseline, dataset)
+def compare_models(model_id: PathId, baseline: QueryId, session: SessionDep, owner: CurrentOwner,
+                   dataset: OptionalQueryId = None, evaluation: OptionalQueryId = None,
+                   baseline_evaluation: OptionalQueryId = None) -> dict:
+    """This model against a baseline, paired sample by sample on one test set.
+
+    Per group both accuracies, FNR and FPR with 95% Wilson intervals, the difference (model - baseline) with a
+    paired bootstrap interval and McNemar's exact p; the change in worst-group accuracy with its interval; and
+    `sentence`, the verdict in plain words. The evaluations are the latest of each model on `dataset`, or
+    `evaluation` and `baseline_evaluation`; evaluations of different datasets are refused (422), evaluations
+    stored without per-sample predictions (made before they were kept) too (409: evaluate again).
+    """
+    return comparison.compare(session, owner.id, model_id, baseline, dataset, evaluation, baseline_evaluation)

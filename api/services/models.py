@@ -1,4 +1,4 @@
-"""Trained models and evaluations: start training / evaluation jobs, read results, compare."""
+"""Trained models and evaluations: start training / evaluation jobs, read results (compare: comparison.py)."""
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -9,7 +9,6 @@ from audit.errors import DebiasError
 from ..settings import Settings
 from ..tables import Dataset, Evaluation, Job, TrainedModel
 from . import Conflict, owned, owned_rows
-from . import datasets as dataset_service
 from . import jobs as job_service
 from .limits import check_inference, check_training
 from .locks import lock_datasets, lock_model_source
@@ -92,39 +91,3 @@ def latest_evaluation(session: Session, model_id: int, dataset_id: int,
     if ready_only:
         q = q.where(Evaluation.status == "ready")
     return session.scalar(q.order_by(Evaluation.id.desc()).limit(1))
-
-
-def compare(session: Session, owner_id: int, model_id: int, baseline_id: int, dataset_id: int) -> dict:
-    """Per-group accuracy of `model_id` next to `baseline_id`, from their latest evaluations on the dataset."""
-    model, baseline = get(session, owner_id, model_id), get(session, owner_id, baseline_id)
-    dataset_service.get(session, owner_id, dataset_id)
-    evals = {}
-    for m in (model, baseline):
-        ev = latest_evaluation(session, m.id, dataset_id)
-        if ev is None:
-            raise Conflict(f"model {m.id} has no finished evaluation on dataset {dataset_id}; "
-                           f"POST /v1/models/{m.id}/evaluations first")
-        evals[m.id] = ev
-    a, b = evals[model.id].metrics, evals[baseline.id].metrics
-    if a["group_by"] != b["group_by"]:
-        raise Conflict(f"the latest evaluations group by different attributes ({a['group_by']} vs "
-                       f"{b['group_by']}); evaluate both with the same group_by")
-    key = lambda g: tuple(sorted(g["group"].items()))  # noqa: E731
-    base_groups = {key(g): g for g in b["groups"]}
-    groups = []
-    for g in a["groups"]:
-        other = base_groups.get(key(g))
-        groups.append({"group": g["group"], "n": g["n"], "accuracy": g["accuracy"],
-                       "baseline_accuracy": other["accuracy"] if other else None,
-                       "difference": g["accuracy"] - other["accuracy"] if other else None})
-
-    def summary(m: TrainedModel, metrics: dict, ev: Evaluation) -> dict:
-        return {"model_id": m.id, "method": m.method, "density": m.density, "evaluation_id": ev.id,
-                "overall_accuracy": metrics["overall"]["accuracy"], "worst_group": metrics["worst_group"],
-                "worst_group_accuracy": metrics["worst_group_accuracy"],
-                "accuracy_variance": metrics["accuracy_variance"], "accuracy_gap": metrics["accuracy_gap"],
-                "history": m.history}
-
-    return {"dataset_id": dataset_id, "group_by": a["group_by"], "model": summary(model, a, evals[model.id]),
-            "baseline": summary(baseline, b, evals[baseline.id]), "groups": groups,
-            "worst_group_gain": a["worst_group_accuracy"] - b["worst_group_accuracy"]}

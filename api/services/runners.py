@@ -23,7 +23,7 @@ from audit.report import AuditConfig
 from audit.training import TrainConfig, default_error_options
 
 from ..settings import Settings
-from ..tables import Audit, AuditScore, Dataset, Evaluation, Job, TrainedModel
+from ..tables import Audit, AuditScore, Dataset, Evaluation, EvaluationPrediction, Job, TrainedModel
 from . import datasets as dataset_service
 from .bulk import bulk_insert
 from .jobs import JobLost, finish
@@ -32,6 +32,7 @@ from .leftovers import remove_debris, remove_result
 SCORE_COLUMNS = ("audit_id", "sample_index", "label", "log_density", "sampling_weight", "anomaly_score",
                  "is_anomaly", "reconstruction_error", "predicted_probability", "subgroup", "under_representation",
                  "attributes")
+PREDICTION_COLUMNS = ("evaluation_id", "sample_index", "label", "prediction", "probability", "group_key")
 
 
 @dataclass
@@ -192,12 +193,17 @@ class EvaluateRunner:
         ctx.report(10, "evaluating")
         metrics = evaluate_model(model_dir(ctx.settings, ev.model_id), ds, ev.group_by, device=ctx.settings.device)
         metrics["model"].pop("path", None)  # a server path is nobody's business
-        # Per-sample predictions (a frame) stay out of the JSON column; storing them in bulk for paired
-        # comparisons through the API is issue 10's service part.
-        metrics.pop("predictions", None)
+        # Per-sample predictions (a frame) go to their own table, in bulk, not into the JSON column:
+        # compare pairs two evaluations sample by sample from them.
+        frame = metrics.pop("predictions")
         metrics["dataset"] = ev.dataset_id
+        ctx.report(90, f"storing {len(frame)} per-sample predictions")
+        probability = [None if p != p else p for p in frame["probability"].astype(float).tolist()]  # NaN -> NULL
+        rows = zip([ev.id] * len(frame), frame["index"].tolist(), frame["label"].tolist(),
+                   frame["prediction"].tolist(), probability, frame["group"].tolist())
         with ctx.sessions() as session:
             job = _claimed_job(session, ctx)
+            bulk_insert(session, EvaluationPrediction.__table__, PREDICTION_COLUMNS, rows)
             session.execute(update(Evaluation).where(Evaluation.id == ev.id).values(status="ready", metrics=metrics))
             finish(session, job, "succeeded", f"worst group accuracy {metrics['worst_group_accuracy']:.3f}")
             session.commit()

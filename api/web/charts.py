@@ -101,38 +101,71 @@ def bar_chart(items: Sequence[tuple[str, float]], label: str, *, value_format=fm
 
 
 def grouped_bars(groups: Sequence[tuple[str, Sequence[float | None]]], series: Sequence[tuple[str, str]],
-                 label: str, *, max_value: float = 1.0, value_format=pct,
-                 marked: Sequence[int] = ()) -> Markup:
+                 label: str, *, max_value: float = 1.0, value_format=pct, marked: Sequence[int] = (),
+                 intervals: Sequence[Sequence[Sequence[float] | None]] | None = None,
+                 notes: Sequence[str] = (), width: int = WIDTH) -> Markup:
     """Per group, its name on a line and one bar per series below (e.g. baseline vs debiased accuracy).
 
-    `marked` groups get a ★. The legend goes one series per line: names can be long.
+    `intervals[group][series]` draws an error bar [low, high] over the bar and prints it after the value;
+    `notes[group]` is a second line under the group's name (e.g. "n=200 · worst of both"). `marked`
+    groups get a ★. The legend goes one series per line: names can be long. `width` is the viewBox
+    width: 400 reads at 390px, a wider one fills a wide card without oversized type.
     """
-    size, value_w, bar_h, name_h = 16, 72, 19, 24   # a list more than a chart: larger type
-    plot_w = WIDTH - value_w
+    size, value_w, bar_h, name_h = 16, 160 if intervals else 72, 19, 24   # a list more than a chart: larger type
+    plot_w = width - value_w
     scale = plot_w / max(max_value, 1e-12)
     body, y = [], 0.0
     for name, color in series:
         body.append(f'<rect x="0" y="{y + 5:.1f}" width="14" height="14" fill="{color}"/>')
-        body.append(_text(20, y + 17, _clip(name, 40), size=size))
+        body.append(_text(20, y + 17, _clip(name, 40 * width // WIDTH), size=size))
+        y += 24
+    if intervals:
+        body.append(f'<line x1="0" x2="14" y1="{y + 12:.1f}" y2="{y + 12:.1f}" stroke="#111827" stroke-width="1.5"/>')
+        body.append(_text(20, y + 17, "95% interval (Wilson)", size=size - 2))
         y += 24
     y += 6
+    top = y
     for i, (name, values) in enumerate(groups):
         if i:
-            body.append(f'<line x1="0" x2="{WIDTH}" y1="{y - 3:.1f}" y2="{y - 3:.1f}" stroke="#e5e7eb"/>')
+            body.append(f'<line x1="0" x2="{width}" y1="{y - 3:.1f}" y2="{y - 3:.1f}" stroke="#e5e7eb"/>')
         star = "★ " if i in marked else ""
-        body.append(_text(0, y + 17, star + _clip(str(name), 40), size=size))
+        body.append(_text(0, y + 17, star + _clip(str(name), 40 * width // WIDTH), size=size))
         y += name_h
-        for (sname, color), v in zip(series, values):
+        if i < len(notes) and notes[i]:
+            body.append(_text(0, y + 13, notes[i], cls="chart-note", size=size - 3))
+            y += 18
+        for j, ((sname, color), v) in enumerate(zip(series, values)):
+            ci = intervals[i][j] if intervals else None
             if v is None:
                 body.append(_text(0, y + 15, f"{sname}: no value", size=size - 2))
             else:
-                body.append(f'<g><title>{escape(name)}, {escape(sname)}: {escape(value_format(v))}</title>'
+                ci_text = f" [{value_format(ci[0])}, {value_format(ci[1])}]" if ci else ""
+                body.append(f'<g><title>{escape(name)}, {escape(sname)}: {escape(value_format(v) + ci_text)}</title>'
                             f'<rect x="0" y="{y + 2:.1f}" width="{max(v * scale, 0.5):.1f}" height="{bar_h - 4}" '
                             f'fill="{color}" rx="2"/></g>')
-                body.append(_text(v * scale + 4, y + 15, value_format(v), size=size - 1))
+                if ci:
+                    x0, x1, mid = ci[0] * scale, ci[1] * scale, y + bar_h / 2
+                    body.append(f'<g class="error-bar" stroke="#111827" stroke-width="1.5">'
+                                f'<line x1="{x0:.1f}" x2="{x1:.1f}" y1="{mid:.1f}" y2="{mid:.1f}"/>'
+                                f'<line x1="{x0:.1f}" x2="{x0:.1f}" y1="{mid - 5:.1f}" y2="{mid + 5:.1f}"/>'
+                                f'<line x1="{x1:.1f}" x2="{x1:.1f}" y1="{mid - 5:.1f}" y2="{mid + 5:.1f}"/></g>')
+                    # The value column is fixed: text never runs into the interval nor off the chart.
+                    body.append(_text(plot_w + 6, y + 15, value_format(v), size=size - 2))
+                    # Bounds without the unit ("[64.9, 77.3]" for percentages): short enough to share the column.
+                    bound = (lambda x: f"{100 * x:.1f}") if value_format is pct else value_format
+                    body.append(_text(width, y + 15, f"[{bound(ci[0])}, {bound(ci[1])}]", "end", cls="chart-note",
+                                      size=size - 4))
+                else:
+                    body.append(_text(v * scale + 4, y + 15, value_format(v), size=size - 1))
             y += bar_h
         y += 10
-    return _svg(y, label, body)
+    if intervals:  # the axis ends where the measure does (100% for accuracy)
+        body.append(f'<line x1="{plot_w:.1f}" x2="{plot_w:.1f}" y1="{top - 4:.1f}" y2="{y - 6:.1f}" '
+                    f'stroke="#9ca3af" stroke-dasharray="3 3"/>')
+        body.append(_text(0, y + 10, value_format(0), size=12))
+        body.append(_text(plot_w, y + 10, value_format(max_value), "end", size=12))
+        y += 16
+    return _svg(y, label, body, width)
 
 
 def histogram(edges: Sequence[float], counts: dict[str, Sequence[int]], label: str, *,
@@ -178,8 +211,12 @@ def histogram(edges: Sequence[float], counts: dict[str, Sequence[int]], label: s
 
 def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], label: str, *, y_label: str = "",
                x_label: str = "epoch", height: int = 200, y_format=fmt,
-               colors: Sequence[str] | None = None) -> Markup:
-    """One line (with points) per series of (x, y); axes from the data."""
+               colors: Sequence[str] | None = None,
+               y_bounds: tuple[float | None, float | None] = (None, None)) -> Markup:
+    """One line (with points) per series of (x, y); axes from the data, never past `y_bounds`.
+
+    The padding around the data stops at the bounds: an accuracy axis ends at 100%, a loss axis at 0.
+    """
     left, bottom, right = 64, 38, 16
     colors = list(colors or PALETTE)
     body, top = _legend([(n, colors[i % len(colors)]) for i, (n, _) in enumerate(series)], 16, 0)
@@ -195,6 +232,11 @@ def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], labe
         y0, y1 = y0 - 0.5 * (abs(y0) or 1), y1 + 0.5 * (abs(y1) or 1)
     pad = (y1 - y0) * 0.08
     y0, y1 = y0 - pad, y1 + pad
+    lo_bound, hi_bound = y_bounds
+    if lo_bound is not None and min(ys) >= lo_bound:
+        y0 = max(y0, lo_bound)
+    if hi_bound is not None and max(ys) <= hi_bound:
+        y1 = min(y1, hi_bound)
 
     def xy(x: float, y: float) -> tuple[float, float]:
         fx = 0.5 if x1 == x0 else (x - x0) / (x1 - x0)

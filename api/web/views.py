@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session
 
 from audit.errors import DebiasError
 from audit.features import TRAVERSAL_STEPS
+from audit.stats import as_interval, wilson_interval
 
 from ..routes.shapes import image_url
-from ..services import NotFound
+from ..services import Conflict, NotFound
 from ..services import audits as audit_service
+from ..services import comparison as comparison_service
 from ..services import datasets as dataset_service
 from ..services import jobs as job_service
 from ..services import models as model_service
@@ -263,13 +265,22 @@ def _class_legend(rows: list[dict]) -> list[tuple[str, str]]:
     return [(f"{c} class", charts.CLASS_COLORS.get(c, charts.PALETTE[0])) for c in classes]
 
 
+def _with_share_ci(row: dict) -> dict:
+    """The row with its share's 95% Wilson interval; reports written before the engine added it get it here,
+    from the count and the class size (count / share)."""
+    if row.get("share_ci") is not None or not row.get("share"):
+        return row
+    n_class = round(row["count"] / row["share"])
+    return {**row, "share_ci": as_interval(*wilson_interval(row["count"], n_class))}
+
+
 def _representation(report: dict) -> list[dict]:
     by_attr: dict[str, list[dict]] = {}
     for r in report.get("representation", []):
         by_attr.setdefault(r["attribute"], []).append(r)
     out = []
     for name, rows in by_attr.items():
-        rows = sorted(rows, key=lambda r: (r["class"] != "positive", -r["count"]))
+        rows = sorted(map(_with_share_ci, rows), key=lambda r: (r["class"] != "positive", -r["count"]))
         items = [(r["value"], r["mean_weight_ratio"]) for r in rows]
         chart = charts.bar_chart(
             items, f"mean sampling weight relative to uniform per value of {name}, per class: " + ", ".join(
@@ -345,14 +356,15 @@ def model_label(m: TrainedModel, datasets: dict[int, Dataset] | None = None) -> 
 def training_curves(models: list[tuple[str, TrainedModel]], colors: list[str] | None = None) -> list[dict]:
     """Loss and accuracy per epoch, one line per model."""
     out = []
-    for key, title, y_format in (("loss", "training loss", fmt), ("accuracy", "training accuracy", charts.pct)):
+    for key, title, y_format, bounds in (("loss", "training loss", fmt, (0.0, None)),
+                                         ("accuracy", "training accuracy", charts.pct, (0.0, 1.0))):
         series = [(name, [(h["epoch"], h.get(key)) for h in m.history if h.get(key) is not None])
                   for name, m in models]
         if any(pts for _, pts in series):
             out.append({"title": title, "chart": charts.line_chart(
                 series, f"{title} per epoch: " + "; ".join(
                     f"{name} " + ", ".join(y_format(y) for _, y in pts) for name, pts in series),
-                y_label=key, y_format=y_format, colors=colors)})
+                y_label=key, y_format=y_format, colors=colors, y_bounds=bounds)})
     return out
 
 
@@ -369,7 +381,7 @@ def model_page(session: Session, owner_id: int, model_id: int) -> dict:
     return {"model": model, "dataset": dataset, "job": job_view(session, owner_id, model.job_id),
             "curves": training_curves([(f"model {model.id}", model)]),
             "parts": charts.line_chart(parts, "loss parts per epoch: classification (bce), reconstruction, KL",
-                                       y_label="loss") if parts else None,
+                                       y_label="loss", y_bounds=(0.0, None)) if parts else None,
             "evaluations": [{"row": e, "dataset": datasets.get(e.dataset_id),
                              "job": job_view(session, owner_id, e.job_id)} for e in evaluations],
             "label": model_label(model, datasets)}
@@ -379,6 +391,101 @@ def group_name(group: dict) -> str:
     parts = [f"label {label_text(group['label'])}" if "label" in group else ""]
     parts += [f"{k} {v}" for k, v in group.items() if k != "label"]
     return ", ".join(p for p in parts if p)
+
+
+def short_model_label(m: TrainedModel, datasets: dict[int, Dataset]) -> str:
+    """A model in a select: what tells two apart first (id, method), so a narrow select clips the least."""
+    ds = datasets.get(m.dataset_id)
+    method = f"{m.method} ({m.density})" if m.density else m.method
+    epochs = m.options.get("epochs")
+    return f"#{m.id} {method} · {ds.name if ds is not None else f'dataset {m.dataset_id}'} · {epochs} ep"
+
+
+def _defaults(ready: list[TrainedModel], datasets: list[Dataset], model_id: int | None, baseline_id: int | None,
+              dataset_id: int | None) -> tuple[int | None, int | None, int | None]:
+    """Unchosen ids: the newest debiased model; the newest standard model trained on the same dataset as it
+    (else the newest standard one); the newest dataset neither was trained on (else the newest)."""
+    if model_id is None:
+        model_id = next((m.id for m in ready if m.method == "dbvae"), None)
+    model = next((m for m in ready if m.id == model_id), None)
+    if baseline_id is None:
+        standard = [m for m in ready if m.method == "standard" and m.id != model_id]
+        same = [m for m in standard if model is not None and m.dataset_id == model.dataset_id]
+        baseline_id = next((m.id for m in same + standard), None)
+    if dataset_id is None and datasets:
+        trained_on = {m.dataset_id for m in ready if m.id in (model_id, baseline_id)}
+        dataset_id = next((d.id for d in datasets if d.id not in trained_on), datasets[0].id)
+    return model_id, baseline_id, dataset_id
+
+
+# (label, key in a compare summary, formatter, which way is better: +1 higher, -1 lower)
+SUMMARY_ROWS = (("Overall accuracy", "overall_accuracy", "pct", 1),
+                ("Worst group accuracy", "worst_group_accuracy", "pct", 1),
+                ("Accuracy gap (best − worst group)", "accuracy_gap", "pct", -1),
+                ("Accuracy ratio (worst / best group)", "accuracy_ratio", "fmt", 1),
+                ("Accuracy variance across groups", "accuracy_variance", "fmt", -1))
+
+
+def change(diff: float | None, better: int, ci: list | None = None, unit: str = "pts",
+           scale: float = 100.0) -> dict:
+    """A difference (model - baseline) worded for the "Change" column: its size, which way is better, the
+    direction's class for the colour, and the interval; `better` is +1 when higher is better, -1 when lower."""
+    if diff is None:
+        return {"text": "–", "direction": "none", "word": "", "ci": None}
+    value = diff * scale
+    shown = f"{value:+.1f} {unit}" if unit else f"{value:+.3g}"
+    if round(value, 1 if unit else 4) == 0:
+        return {"text": shown, "direction": "same", "word": "no change", "ci": ci}
+    good = (value > 0) == (better > 0)
+    return {"text": shown, "direction": "better" if good else "worse", "word": "better" if good else "worse",
+            "ci": [c * scale for c in ci] if ci else None}
+
+
+def _summary_rows(result: dict) -> list[dict]:
+    m, b = result["model"], result["baseline"]
+    rows = []
+    for label, key, kind, better in SUMMARY_ROWS:
+        mv, bv = m.get(key), b.get(key)
+        diff = mv - bv if mv is not None and bv is not None else None
+        ci = result.get("worst_group_gain_ci") if key == "worst_group_accuracy" else None
+        if key == "overall_accuracy":
+            ci = result.get("paired", {}).get("overall", {}).get("difference_ci")
+        pts = kind == "pct"
+        rows.append({"label": label, "kind": kind, "baseline": bv, "model": mv,
+                     "baseline_ci": b.get(f"{key}_ci"), "model_ci": m.get(f"{key}_ci"),
+                     "change": change(diff, better, ci, "pts" if pts else "", 100.0 if pts else 1.0)})
+    return rows
+
+
+def _group_views(result: dict) -> list[dict]:
+    worst_m, worst_b = result["model"]["worst_group"], result["baseline"]["worst_group"]
+    out = []
+    for g in result["groups"]:
+        worst = [who for who, w in (("baseline", worst_b), ("model", worst_m)) if w == g["group"]]
+        out.append({**g, "name": group_name(g["group"]), "worst": worst,
+                    "change": change(g["difference"], 1, g.get("difference_ci")),
+                    "fnr_change": change(_minus(g.get("fnr"), g.get("baseline_fnr")), -1),
+                    "fpr_change": change(_minus(g.get("fpr"), g.get("baseline_fpr")), -1)})
+    return out
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
+
+
+def _group_bars(views: list[dict], series: list[tuple[str, str]], width: int) -> charts.Markup:
+    rows = [(g["name"], [g["baseline_accuracy"], g["accuracy"]]) for g in views]
+    notes = []
+    for g in views:
+        worst = {("baseline",): "worst of baseline", ("model",): "worst of model",
+                 ("baseline", "model"): "worst of both"}.get(tuple(g["worst"]), "")
+        notes.append(" · ".join(filter(None, [f"n={g['n']}", worst, "small group" if g.get("small") else ""])))
+    return charts.grouped_bars(
+        rows, series, "accuracy per group with 95% intervals, baseline and compared model: " + "; ".join(
+            f"{g['name']} (n={g['n']}) {charts.pct(g['baseline_accuracy'])} vs {charts.pct(g['accuracy'])}"
+            for g in views),
+        intervals=[[g["baseline_accuracy_ci"], g["accuracy_ci"]] for g in views], notes=notes,
+        marked=[i for i, g in enumerate(views) if g["worst"]], width=width)
 
 
 def compare_page(session: Session, owner_id: int, model_id: int | None, baseline_id: int | None,
@@ -392,20 +499,18 @@ def compare_page(session: Session, owner_id: int, model_id: int | None, baseline
             model_service.get(session, owner_id, m_id)
     if dataset_id is not None:
         dataset_service.get(session, owner_id, dataset_id)
-    ctx: dict = {"datasets": datasets, "models": [(m.id, model_label(m, by_id)) for m in ready],
-                 "model_id": model_id, "baseline_id": baseline_id, "dataset_id": dataset_id, "group_by": group_by}
-    if model_id is None:  # defaults: the newest debiased model vs the newest standard one
-        model_id = ctx["model_id"] = next((m.id for m in ready if m.method == "dbvae"), None)
-    if baseline_id is None:
-        baseline_id = ctx["baseline_id"] = next((m.id for m in ready if m.method == "standard"), None)
-    if dataset_id is None and datasets:
-        dataset_id = ctx["dataset_id"] = datasets[0].id
+    model_id, baseline_id, dataset_id = _defaults(ready, datasets, model_id, baseline_id, dataset_id)
+    ctx: dict = {"datasets": datasets,
+                 "models": [(m.id, short_model_label(m, by_id), model_label(m, by_id)) for m in ready],
+                 "model_id": model_id, "baseline_id": baseline_id, "dataset_id": dataset_id, "group_by": group_by,
+                 "warnings": []}
     dataset = by_id.get(dataset_id) if dataset_id is not None else None
     ctx["attributes"] = list(dataset.attributes) if dataset else []
     if model_id is None or baseline_id is None or dataset is None:
         return ctx
     model = model_service.get(session, owner_id, model_id)
     baseline = model_service.get(session, owner_id, baseline_id)
+    ctx["warnings"] = comparison_service.trained_on_test_set(dataset.id, baseline, model)
     latest = {m.id: model_service.latest_evaluation(session, m.id, dataset.id) for m in (model, baseline)}
     if group_by is None:  # not chosen yet: what the latest evaluations used, if they agree
         used = {tuple(e.group_by) for e in latest.values() if e is not None}
@@ -426,17 +531,18 @@ def compare_page(session: Session, owner_id: int, model_id: int | None, baseline
     ctx.update(model=model, baseline=baseline, dataset=dataset, pending=pending, missing=missing)
     if pending or missing:
         return ctx
-    result = model_service.compare(session, owner_id, model.id, baseline.id, dataset.id)
-    groups = result["groups"]
-    worst_model = min(range(len(groups)), key=lambda i: groups[i]["accuracy"]) if groups else None
-    rows = [(f"{group_name(g['group'])} (n={g['n']})", [g["baseline_accuracy"], g["accuracy"]]) for g in groups]
+    try:
+        result = comparison_service.compare(session, owner_id, model.id, baseline.id, dataset.id)
+    except Conflict as exc:  # e.g. evaluated before predictions were stored: offer to evaluate again
+        ctx.update(missing=[{"model": m, "failed": None, "error": None} for m in (model, baseline)],
+                   stale=str(exc))
+        return ctx
+    views = _group_views(result)
     series = [(f"baseline: model {baseline.id} ({baseline.method})", charts.BASELINE_COLOR),
               (f"model {model.id} ({model.method})", charts.MODEL_COLOR)]
-    bars = charts.grouped_bars(
-        rows, series, "accuracy per group, baseline and compared model: " + "; ".join(
-            f"{name} {charts.pct(v[0])} vs {charts.pct(v[1])}" for name, v in rows),
-        marked=[worst_model] if worst_model is not None else [])
-    ctx.update(result=result, bars=bars, group_rows=groups, series=series,
+    ctx.update(result=result, group_rows=views, series=series, summary_rows=_summary_rows(result),
+               bars=_group_bars(views, series, charts.WIDTH), bars_wide=_group_bars(views, series, 2 * charts.WIDTH),
+               warnings=result["warnings"],
                worst_model=group_name(result["model"]["worst_group"]),
                worst_baseline=group_name(result["baseline"]["worst_group"]),
                curves=training_curves([(f"baseline: model {baseline.id}", baseline),

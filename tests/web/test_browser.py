@@ -241,16 +241,33 @@ def test_train_two_models_and_compare_them(page, live_server, npz_files):
     page.get_by_label("Evaluation dataset", exact=True).select_option(str(test["id"]))
     page.get_by_role("button", name="Compare").click()
     page.wait_for_url(re.compile(r"chosen=1"))
+    # Tick a group-by box and evaluate straight away (no "Compare" first): the ticked box is what is evaluated,
+    # and the page then shows that grouping.
     page.get_by_label("skin_tone").check()   # the dataset's attributes are offered once it is chosen
-    page.get_by_role("button", name="Compare").click()
-    page.wait_for_url(re.compile(r"group_by=skin_tone"))
     page.get_by_role("button", name=re.compile("Evaluate both models")).click()
-    # Both evaluations run; the page reloads itself when they are done.
-    expect(page.locator("#group-bars svg")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    # Both evaluations run; the page goes to the comparison grouped by skin_tone when they are done.
+    page.wait_for_url(re.compile(r"group_by=skin_tone"), timeout=JOB_TIMEOUT_MS)
+    wide = page.locator("#group-bars .chart-wide svg")
+    expect(wide).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    expect(page.locator("[data-verdict]")).to_contain_text("worst group")
     expect(page.get_by_role("row", name=re.compile("Worst group accuracy"))).to_be_visible()
-    bars = page.locator("#group-bars svg rect")
+    bars = wide.locator("rect")
     # Groups: the negatives (skin tone n/a) and the positives by skin tone; per group a baseline and a model bar.
     assert bars.count() == 2 + 2 * 4   # legend keys + 2 bars x 4 groups
+    # Every bar has its error bar, drawn and visible.
+    error_bars = wide.locator("g.error-bar")
+    assert error_bars.count() == 2 * 4
+    expect(error_bars.first).to_be_visible()
+    # The chart takes the card's width at 1280px.
+    chart_w = wide.bounding_box()["width"]
+    card_w = page.locator("#group-bars").bounding_box()["width"]
+    assert chart_w >= 0.9 * card_w > 600, (chart_w, card_w)
     assert page.locator("svg[aria-label^='training loss per epoch']").count() == 1
     assert page.locator("svg[aria-label^='training accuracy per epoch']").count() == 1
     assert fits(page, 1280)
+    # At 390px the narrow drawing shows, error bars included, and nothing runs off the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    narrow = page.locator("#group-bars .chart-narrow svg")
+    expect(narrow).to_be_visible()
+    expect(narrow.locator("g.error-bar").first).to_be_visible()
+    assert fits(page, 390)

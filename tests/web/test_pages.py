@@ -248,6 +248,11 @@ def test_audit_report_page(web, app, alice, subgroup_npz_bytes):
     assert len(lowest) == 4 * 12
     # One histogram per feature, one chart per attribute's representation, one for the relations.
     assert html.count('aria-label="histogram of feature') == len(report["under_represented_features"])
+    # Representation: counts and shares with their Wilson intervals in the visible table (no <details>).
+    rep = report["representation"][0]
+    lo, hi = rep["share_ci"]
+    assert lo <= rep["share"] <= hi and html.count("data-share-ci") == len(report["representation"])
+    assert f"[{100 * lo:.1f}%, {100 * hi:.1f}%]" in html and "<summary>Table</summary>" not in html
     # Anomaly table: the first 20 by score, alt text naming sample, label and score; a next-page link.
     rows = [i for i in imgs if i["alt"].startswith("sample ") and "sampling weight" not in i["alt"]]
     assert len(rows) == 20 and re.fullmatch(r"sample \d+, label (positive|negative), anomaly score -?\d+\.\d",
@@ -323,7 +328,7 @@ def test_model_page_and_comparison(web, app, alice, tiny_npz_bytes, test_npz_byt
     assert 'aria-label="training loss per epoch' in page and "loss parts" in page
     # Defaults: the newest debiased model against the newest standard one.
     page = web.get("/compare", params={"dataset": test["id"]}).text
-    assert re.search(rf'<option value="{ids["dbvae"]}" selected>', page)
+    assert re.search(rf'<option value="{ids["dbvae"]}" title="[^"]*" selected>', page)
     params = {"model": ids["dbvae"], "baseline": ids["standard"], "dataset": test["id"], "group_by": "skin_tone",
               "chosen": "1"}
     page = web.get("/compare", params=params).text
@@ -340,9 +345,54 @@ def test_model_page_and_comparison(web, app, alice, tiny_npz_bytes, test_npz_byt
     page = web.get("/compare", params=params).text
     assert "Worst group accuracy" in page and 'id="group-bars"' in page
     assert page.count("label positive, skin_tone") >= 3 and "training accuracy" in page
-    # Another grouping needs new evaluations.
+    # The page opens with the API's verdict sentence; every group bar has its error bar and its n.
+    cmp = web.get(f"/v1/models/{ids['dbvae']}/compare",
+                  params={"baseline": ids["standard"], "dataset": test["id"]}).json()
+    verdict = re.search(r"<p class=\"verdict[^\"]*\" data-verdict>(.*?)</p>", page, re.S)
+    assert verdict and unescape(verdict.group(1)) == cmp["sentence"]
+    assert page.index("data-verdict") < page.index('id="compare-form"') and "McNemar p" in cmp["sentence"]
+    groups = cmp["groups"]
+    # Two drawings (phone and wide card), each with an error bar per bar: 2 models x groups.
+    assert page.count('class="error-bar"') == 2 * 2 * len(groups) > 0
+    for g in groups:
+        assert f"n={g['n']}" in page
+        assert f"[{100 * g['accuracy_ci'][0]:.1f}, {100 * g['accuracy_ci'][1]:.1f}]" in page  # on the chart
+        assert f"[{100 * g['accuracy_ci'][0]:.1f}%, {100 * g['accuracy_ci'][1]:.1f}%]" in page  # in the table
+    assert page.count('data-worst="model"') == 1 and page.count('data-worst="baseline"') == 1
+    assert 'data-change="better"' in page or 'data-change="worse"' in page or 'data-change="same"' in page
+    assert ">Error rates per group</h2>" in page and "FNR model" in page and "FPR baseline" in page
+    # Small groups are warned about; tested on another dataset than the models learned from: no training-set warning.
+    assert "fewer than 30 samples" in page and "was trained on dataset" not in page
+    # The accuracy axis stops at 100%, the loss axis at 0.
+    ys = [t for t in re.findall(r'text-anchor="end">(-?[\d.]+%?)</text>', page)]
+    assert not [y for y in ys if y.endswith("%") and float(y[:-1]) > 100] and not [y for y in ys if y.startswith("-")]
+    # The evaluate form takes the ticked group-by boxes of the compare form, not only the address's.
     page = web.get("/compare", params={**params, "group_by": ["skin_tone", "kind"]}).text
     assert "Evaluate both models" in page
+    form = next(f for f in Tags(page).all("form") if f.get("data-api"))
+    assert form["data-group-from"] == "compare-form" and 'id="compare-form"' in page
+    # Compared on the models' training set: warned, and why.
+    page = web.get("/compare", params={**params, "dataset": train["id"]}).text
+    assert page.count("was trained on dataset") == 2 and "overstates" in page and "held-out" in page
+
+
+def test_compare_defaults_prefer_a_baseline_of_the_same_training_set(web, app, alice, tiny_npz_bytes,
+                                                                      test_npz_bytes):
+    train = upload(web, alice, tiny_npz_bytes, name="train faces").json()
+    other = upload(web, alice, test_npz_bytes, filename="test.npz", name="other faces").json()
+    ids = {}
+    for key, ds, method in (("same", train, "standard"), ("dbvae", train, "dbvae"), ("newer", other, "standard")):
+        r = web.post(f"/v1/datasets/{ds['id']}/models", headers=alice, json={"method": method, **TRAIN_FAST})
+        ids[key] = r.json()["resource"]["model_id"]
+    assert run_jobs(app) == 3
+    sign_in(web, alice)
+    page = web.get("/compare").text
+    selected = {s["id"]: None for s in Tags(page).all("select")}
+    assert re.search(rf'<option value="{ids["same"]}" title="[^"]*" selected>', page), selected
+    assert re.search(rf'<option value="{ids["dbvae"]}" title="[^"]*" selected>', page)
+    # The default test set is one neither model was trained on; the select's text starts with what matters.
+    assert re.search(rf'<option value="{other["id"]}" selected>', page)
+    assert f'>#{ids["dbvae"]} dbvae (histogram) · train faces · 1 ep<' in page
 
 
 # --------------------------------------------------------------------------- static files, charts

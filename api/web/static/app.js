@@ -111,7 +111,11 @@
     if (job.status === "succeeded") {
       if (group) {
         var open = group.querySelectorAll("[data-job]:not([data-status=succeeded])");
-        if (!open.length) { window.location.reload(); return; }
+        if (!open.length) {
+          if (group.dataset.reloadUrl) window.location.assign(group.dataset.reloadUrl);
+          else window.location.reload();
+          return;
+        }
       }
       var p = document.createElement("p");
       p.className = "job-done";
@@ -195,6 +199,24 @@
     return body;
   }
 
+  /* A form whose group_by comes from another form's ticked boxes (the compare page's "Group by"): what the
+     user sees ticked is what is evaluated, and the page then shows that grouping. */
+  function takeGroupBy(form) {
+    var source = document.getElementById(form.dataset.groupFrom || "");
+    if (!source) return;
+    form.querySelectorAll("input[name=group_by]").forEach(function (el) { el.remove(); });
+    source.querySelectorAll("input[name=group_by]:checked").forEach(function (box) {
+      var input = document.createElement("input");
+      input.type = "hidden";
+      input.name = "group_by";
+      input.value = box.value;
+      input.dataset.type = "array";
+      form.appendChild(input);
+    });
+    var query = new URLSearchParams(new FormData(source)).toString();
+    form.dataset.reloadUrl = source.getAttribute("action") + "?" + query;
+  }
+
   function initApiForm(form) {
     var error = form.querySelector("[data-form-error]");
     var jobs = form.querySelector(".jobs");
@@ -202,6 +224,7 @@
     form.addEventListener("submit", function (e) {
       e.preventDefault();
       showError(error, "");
+      if (form.dataset.groupFrom) takeGroupBy(form);
       var body = JSON.stringify(formBody(form));
       var urls = form.dataset.api.trim().split(/\s+/);
       button.disabled = true;
