@@ -197,13 +197,14 @@ def test_bad_numbers_in_audit_options(client, alice, tiny_npz_bytes, raw):
 @pytest.mark.slow
 def test_hostile_attributes_filters_and_csv(client, app, alice, tiny_npz_bytes):
     """Quotes in names, NaN values, formula text: stored, filtered and exported safely on every backend."""
-    quoted = np.array(["x", "y"] * 12)
-    with_nan = np.array([0.5, np.nan] * 12)
-    formula = np.array(["=HYPERLINK(\"http://evil\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)"] * 6)
-    content = npz_bytes(images=rng_images(24), labels=np.array([1, 0] * 12), **{
+    # 24 per class: the audit clusters a class of at least 20 (2 x min_subgroup_size).
+    quoted = np.array(["x", "y"] * 24)
+    with_nan = np.array([0.5, np.nan] * 24)
+    formula = np.array(["=HYPERLINK(\"http://evil\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)"] * 12)
+    content = npz_bytes(images=rng_images(48), labels=np.array([1, 0] * 24), **{
         'attr_a"b': quoted, "attr_score": with_nan, "attr_note": formula})
     ds = upload(client, alice, content).json()
-    assert ds["attributes"]['a"b'] == {"x": 12, "y": 12}
+    assert ds["attributes"]['a"b'] == {"x": 24, "y": 24}
     r = client.post(f"/v1/datasets/{ds['id']}/audits", headers=alice, json={"training": TRAIN_FAST})
     assert r.status_code == 202, r.text
     audit = r.json()["resource"]["audit_id"]
@@ -216,8 +217,8 @@ def test_hostile_attributes_filters_and_csv(client, app, alice, tiny_npz_bytes):
         assert r.status_code == 200, r.text
         return r.json()["items"]
 
-    assert len(listed('a"b:x')) == 12 and all(i["attributes"]['a"b'] == "x" for i in listed('a"b:x'))
-    assert len(listed("score:0.5")) == 12  # NaN became missing, never the text "nan"
+    assert len(listed('a"b:x')) == 24 and all(i["attributes"]['a"b'] == "x" for i in listed('a"b:x'))
+    assert len(listed("score:0.5")) == 24  # NaN became missing, never the text "nan"
     assert all(i["attributes"]["score"] is None for i in listed() if i["index"] % 2)
     for bad in ("note:a\x00b", "no\x00te:x", "note:" + "z" * 2000):
         r = client.get(f"/v1/audits/{audit}/samples", headers=alice, params={"attribute": bad})
@@ -233,7 +234,7 @@ def test_hostile_attributes_filters_and_csv(client, app, alice, tiny_npz_bytes):
     ranked = client.get(f"/v1/audits/{audit}/samples", headers=alice,
                         params={"order": "under_representation", "limit": 500}).json()["items"]
     scores = [i["under_representation"] for i in ranked]
-    assert len(scores) == 24 and scores == sorted(scores, reverse=True)
+    assert len(scores) == 48 and scores == sorted(scores, reverse=True)
     first = report["subgroups"][0]
     members = client.get(f"/v1/audits/{audit}/samples", headers=alice,
                          params={"subgroup": first["id"], "limit": 500}).json()["items"]
