@@ -167,9 +167,11 @@ def page(request, browser, live_server):
 
 
 @pytest.fixture(scope="session")
-def npz_files(tmp_path_factory):
+def npz_files(tmp_path_factory, subgroup_npz_bytes):  # noqa: F811  (the fixture imported above)
     folder = tmp_path_factory.mktemp("npz")
-    files = {"train": folder / "faces-train.npz", "test": folder / "faces-test.npz"}
+    files = {"train": folder / "faces-train.npz", "test": folder / "faces-test.npz",
+             "subgroup": folder / "faces-blue.npz"}
+    files["subgroup"].write_bytes(subgroup_npz_bytes)
     save_npz(make_synthetic(24, 24, image_size=16, seed=0), files["train"])
     save_npz(make_synthetic(12, 12, image_size=16, seed=1, balanced=True), files["test"])
     return files
