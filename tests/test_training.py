@@ -219,7 +219,7 @@ def test_training_with_group_mixing_runs_and_is_seeded(tiny_dataset, tmp_path):
 def test_error_aware_defaults_per_method():
     from audit.training import default_error_options
 
-    assert default_error_options("dbvae", 6) == {"error_upweight": 50.0, "mix_groups": 0.5}
+    assert default_error_options("dbvae", 6) == {"error_upweight": 50.0, "mix_groups": 0.0}
     assert default_error_options("standard", 6) == {"error_upweight": 0.0, "mix_groups": 0.0}
     assert default_error_options("dbvae", 1) == {"error_upweight": 0.0, "mix_groups": 0.0}  # no epoch after
     # What the user gives wins; the lab's flags turn it off.
