@@ -114,7 +114,11 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     p.add_argument("--epochs", type=_positive_int, default=6)
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--lr", type=_finite_float, default=5e-4)
-    p.add_argument("--seed", type=int, default=0)
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0)
+    seeds.add_argument("--seeds", metavar="S,S,...",
+                       help="train one model per seed (a model set): --out gets seed-S/ per seed and "
+                            "model_set.json; evaluate and compare take the set as one model")
     p.add_argument("--latent-dim", type=_positive_int, default=100)
     p.add_argument("--kl-weight", type=_finite_float, default=0.0005)
     p.add_argument("--error-upweight", type=_finite_float, default=None,
@@ -124,7 +128,7 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
                    help="epochs before the error set is taken (early, before rare samples are memorised) [1]")
     p.add_argument("--mix-groups", type=_finite_float, default=None,
                    help="share of each batch mixed with a same-class sample from the other side of the error "
-                        "set (LISA over inferred groups; needs --error-upweight) [dbvae: 0.5, standard: 0]")
+                        "set (LISA over inferred groups; needs --error-upweight) [0: it lost on the benchmark]")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... [cuda when present]")
     p.add_argument("--no-progress", action="store_true")
@@ -148,7 +152,8 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     _add_density_options(p)
 
     p = sub.add_parser("evaluate", help="accuracy, FNR and FPR per group (label x attributes), with intervals")
-    p.add_argument("model", help="model directory")
+    p.add_argument("model", help="model directory, or a model set from `debias train --seeds` (its members' "
+                                 "predictions pooled, with mean +- sd across seeds)")
     p.add_argument("data")
     p.add_argument("--group-by", default="", help="comma-separated attribute names")
     p.add_argument("--out", help="metrics JSON to write; its per-sample predictions go beside it "
@@ -169,6 +174,9 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     p.add_argument("--out", default="demo-out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    p.add_argument("--n-seeds", type=_positive_int, default=None,
+                   help="models per method, seeds --seed, --seed + 1, ...; more than one trains model sets and "
+                        "reports mean +- sd across seeds (each seed adds the training time again) [1]")
     for extend in extensions:
         (handlers if handlers is not None else {}).update(extend(sub))
     return parser
@@ -183,6 +191,9 @@ def _load_data(args, image_size: int):
 
 def _model_image_size(model_dir: str) -> int:
     from .checkpoint import load_model
+    from .modelset import is_model_set, members
+    if is_model_set(model_dir):  # the members share one architecture: the first one's
+        model_dir = members(model_dir)[0][1]
     model, _ = load_model(model_dir)
     return model.cfg.image_size
 
@@ -200,8 +211,10 @@ def cmd_synth(args) -> None:
 
 def cmd_train(args) -> None:
     from .models import ModelConfig
+    from .modelset import parse_seeds, train_set
     from .pipeline import train_model
     from .training import TrainConfig, default_error_options
+    seeds = None if args.seeds is None else parse_seeds(args.seeds)  # before any slow work
     model_cfg = ModelConfig(method=args.method, image_size=args.image_size, latent_dim=args.latent_dim,
                             kl_weight=args.kl_weight)
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -212,6 +225,14 @@ def cmd_train(args) -> None:
                             **default_error_options(args.method, args.epochs, args.error_upweight, args.mix_groups,
                                                     args.error_epoch))
     ds = _load_data(args, args.image_size)
+    if seeds is not None:
+        results = train_set(ds, args.out, model_cfg, train_cfg, seeds, resume=args.resume,
+                            progress=not args.no_progress, log=None if args.no_progress else print)
+        accuracy = [r.history[-1]["accuracy"] for r in results.values() if r.history]
+        print(f"trained {args.method} for {args.epochs} epochs with {len(seeds)} seeds "
+              f"({', '.join(map(str, seeds))}) -> model set {args.out} (last epoch accuracy "
+              f"{', '.join(f'{a:.3f}' for a in accuracy)})")
+        return
     result = train_model(ds, args.out, model_cfg, train_cfg, resume=args.resume, progress=not args.no_progress)
     last = result.history[-1] if result.history else {}
     print(f"trained {args.method} for {len(result.history)} epochs -> {args.out} "
@@ -219,8 +240,12 @@ def cmd_train(args) -> None:
 
 
 def cmd_audit(args) -> None:
+    from .modelset import is_model_set, members
     from .pipeline import audit_dataset
     from .report import AuditConfig, check_class_sizes
+    if is_model_set(args.model):  # one latent space per audit: a member's
+        raise DebiasError(f"{args.model} is a model set (one model per seed); audit one of its members, "
+                          f"e.g. --model {members(args.model)[0][1]}")
     cfg = AuditConfig(density=args.density, density_params=_density_params(args), reweight=args.reweight,
                       strength=args.strength, min_effective_fraction=args.min_effective_fraction,
                       anomaly_on=args.anomaly_on, anomaly_threshold=args.anomaly_threshold,
@@ -275,13 +300,17 @@ def summarise_audit(report: dict, out_dir, top_subgroups: int = 5) -> str:
 
 def cmd_evaluate(args) -> None:
     from .evaluation import format_table, with_options, write_evaluation
+    from .modelset import evaluate_set, is_model_set
     from .pipeline import evaluate_model
     options = _stats_options(args)
     group_by = [g.strip() for g in args.group_by.split(",") if g.strip()]
     ds = _load_data(args, args.image_size or _model_image_size(args.model))
-    # evaluate_model summarises with the default options; summarising again from its predictions is cheap
-    # (the bootstrap costs groups x resamples, not samples).
-    metrics = with_options(evaluate_model(args.model, ds, group_by, args.device), **options)
+    if is_model_set(args.model):
+        metrics = evaluate_set(args.model, ds, group_by, args.device, **options)
+    else:
+        # evaluate_model summarises with the default options; summarising again from its predictions is cheap
+        # (the bootstrap costs groups x resamples, not samples).
+        metrics = with_options(evaluate_model(args.model, ds, group_by, args.device), **options)
     for note in metrics["warnings"]:
         print(f"debias: warning: {note}", file=sys.stderr)
     print(format_table(metrics))
@@ -320,7 +349,7 @@ def cmd_compare(args) -> None:
 
 def cmd_demo(args) -> None:
     from .demo import run_demo
-    run_demo(Path(args.out), seed=args.seed, quick=args.quick)
+    run_demo(Path(args.out), seed=args.seed, quick=args.quick, n_seeds=args.n_seeds)
 
 
 COMMANDS = {"synth": cmd_synth, "train": cmd_train, "audit": cmd_audit, "evaluate": cmd_evaluate,

@@ -4,6 +4,14 @@ Pairing is what makes a small difference readable: both models saw the same imag
 so only the images one gets right and the other wrong count (McNemar), and the
 bootstrap resamples pairs, not each model on its own. Evaluations of different
 datasets cannot be paired and are refused.
+
+Model sets (audit.modelset: one model per seed) score every sample once per member, so
+pairing needs a rule. Kept simple: when both sides list the same seeds, member seed s of A is
+paired with member seed s of B; otherwise (a single model against a set, sets of different
+seeds) every member of A is paired with every member of B. Either way the pairs are pooled
+into one paired test, and the result adds each side's worst-group accuracy as mean +- sd across
+seeds and the difference of the means (`across_seeds`), and how the members were paired
+(`pairing`).
 """
 from __future__ import annotations
 
@@ -23,6 +31,7 @@ from .evaluation import (
     render_table,
     small_group_notes,
 )
+from .modelset import across_seeds_of, format_mean_sd, pair_members
 from .stats import (
     CONFIDENCE,
     as_interval,
@@ -68,15 +77,33 @@ def load_predictions(path: str | Path, metrics: dict) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise DebiasError(f"{csv} is not a predictions CSV ({exc}); {again}") from None
     n = metrics["dataset_fingerprint"].get("n")
-    lacking = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+    # A model set's evaluation holds one block of n rows per member, in seed order, with a `seed` column.
+    seeds = _set_seeds(metrics, path)
+    lacking = [c for c in PREDICTION_COLUMNS + (["seed"] if seeds else []) if c not in frame.columns]
     if lacking:
         raise DebiasError(f"{csv} lacks column(s) {', '.join(lacking)}; {again}")
-    ok = (len(frame) == n and frame["index"].tolist() == list(range(len(frame)))
-          and frame["label"].isin([0, 1]).all() and frame["prediction"].isin([0, 1]).all())
+    blocks = len(seeds) if seeds else 1
+    ok = (isinstance(n, int) and len(frame) == n * blocks
+          and frame["index"].tolist() == list(range(n)) * blocks
+          and frame["label"].isin([0, 1]).all() and frame["prediction"].isin([0, 1]).all()
+          and (not seeds or frame["seed"].tolist() == [s for s in seeds for _ in range(n)]))
     if not ok:
-        raise DebiasError(f"{csv} does not match {path} ({len(frame)} rows for {n} samples, or labels / "
-                          f"predictions outside 0 and 1); {again}")
+        what = f"{n} samples" + (f" x {blocks} seeds" if seeds else "")
+        raise DebiasError(f"{csv} does not match {path} ({len(frame)} rows for {what}, or labels / "
+                          f"predictions outside 0 and 1{', or seeds out of order' if seeds else ''}); {again}")
     return frame
+
+
+def _set_seeds(metrics: dict, path: Path) -> list[int] | None:
+    """The seeds of a model set's evaluation (audit.modelset), None for a single model's."""
+    ms = metrics.get("model_set")
+    if ms is None:
+        return None
+    seeds = ms.get("seeds") if isinstance(ms, dict) else None
+    if not (isinstance(seeds, list) and seeds and len(set(map(str, seeds))) == len(seeds)
+            and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise DebiasError(f"{path}: model_set.seeds must list distinct whole numbers; evaluate the set again")
+    return seeds
 
 
 def check_same_dataset(a: dict, b: dict, names: tuple[str, str]) -> None:
@@ -102,10 +129,15 @@ def check_same_dataset(a: dict, b: dict, names: tuple[str, str]) -> None:
 def paired_comparison(a: dict, b: dict, names: tuple[str, str] = ("A", "B"), n_boot: int = DEFAULTS["n_boot"],
                       min_group_size: int = DEFAULTS["min_group_size"],
                       include_small: bool = DEFAULTS["include_small"], seed: int = DEFAULTS["seed"]) -> dict:
-    """B against A (differences are B - A) per group and overall, with paired intervals and McNemar p-values."""
+    """B against A (differences are B - A) per group and overall, with paired intervals and McNemar p-values.
+
+    Either side may be a model set's evaluation: see the module's docstring for how members are paired;
+    the result then also carries `pairing` and `across_seeds` (mean +- sd of each side's worst group).
+    """
     check_options(n_boot, min_group_size, seed)
     check_same_dataset(a, b, names)
-    pa, pb = a["predictions"], b["predictions"]
+    # Model sets: rows are (member, sample); seed-matched members paired, else all pairs (pair_members).
+    pa, pb, pairing = pair_members(a, b)
     if not (np.array_equal(pa["label"], pb["label"]) and np.array_equal(pa["group"], pb["group"])):
         raise DebiasError(f"the per-sample predictions of {names[0]} and {names[1]} disagree on labels or groups; "
                           "evaluate both again on the same test set")
@@ -151,6 +183,13 @@ def paired_comparison(a: dict, b: dict, names: tuple[str, str] = ("A", "B"), n_b
         "bootstrap": {"n_boot": int(n_boot), "seed": int(seed), "confidence": CONFIDENCE,
                       "method": "percentile; sample pairs resampled within each group"},
     }
+    if pairing["mode"] != "single":
+        result["pairing"] = {**pairing, "note": f"{len(pairing['pairs'])} member pairs ({pairing['mode']}): each "
+                             f"n counts (sample, member pair) rows, {len(pairing['pairs'])} per sample"}
+        opts = {"min_group_size": min_group_size, "include_small": include_small}
+        side_a, side_b = across_seeds_of(a, **opts), across_seeds_of(b, **opts)
+        result["across_seeds"] = {"a": side_a, "b": side_b,
+                                  "worst_group_accuracy_difference_of_means": side_b["mean"] - side_a["mean"]}
     result["significant"] = bool(p_group[worst_b] < ALPHA)
     result["sentence"] = _sentence(result, worst_b)
     return result
@@ -210,4 +249,16 @@ def format_paired(r: dict) -> str:
     rows.append(["worst group"] + [""] * (len(cols) - 1) + ["", f"{w['a']['accuracy']:.3f}",
                 f"{w['b']['accuracy']:.3f}", change(w["change"], w["change_ci"]), "", ""])
     header = cols + ["n", a, b, f"change, points ({b} - {a}) [95% CI]", "McNemar p", ""]
-    return render_table(header, rows) + "\n" + r["sentence"]
+    return render_table(header, rows) + "".join("\n" + line for line in seed_lines(r)) + "\n" + r["sentence"]
+
+
+def seed_lines(r: dict) -> list[str]:
+    """For model sets: mean +- sd across seeds of each side's worst group, and how the members were paired."""
+    s = r.get("across_seeds")
+    if not s:
+        return []
+    a, b = r["names"]["a"], r["names"]["b"]
+    diff = s["worst_group_accuracy_difference_of_means"]
+    return [f"across seeds, worst-group accuracy: {a} {format_mean_sd(s['a'])}, {b} {format_mean_sd(s['b'])}; "
+            f"difference of the means {diff * 100:+.1f} points",
+            f"paired (pooled) test above: {r['pairing']['note']}"]

@@ -8,6 +8,7 @@ from pathlib import Path
 from .comparison import format_paired, paired_comparison
 from .evaluation import write_evaluation
 from .models import ModelConfig
+from .modelset import evaluate_set, members, train_set
 from .pipeline import audit_dataset, device_summary, evaluate_model, train_model
 from .report import AuditConfig
 from .synth import make_synthetic, save_npz
@@ -23,14 +24,19 @@ class DemoSize:
     test_per_class: int
     image_size: int
     epochs: int
+    n_seeds: int = 1  # models per method; more than one trains a model set (audit.modelset)
 
 
+# One seed per method by default: a second doubles the training, most of the demo's time (README).
 FULL = DemoSize(faces=3000, nonfaces=3000, test_per_class=600, image_size=64, epochs=6)
 QUICK = DemoSize(faces=120, nonfaces=120, test_per_class=60, image_size=32, epochs=1)
 
 
-def run_demo(out: Path, seed: int = 0, quick: bool = False, log=print) -> dict:
+def run_demo(out: Path, seed: int = 0, quick: bool = False, n_seeds: int | None = None, log=print) -> dict:
+    """The whole loop; with `n_seeds` > 1 each method is a model set of seeds seed, seed + 1, ..."""
     size = QUICK if quick else FULL
+    n_seeds = size.n_seeds if n_seeds is None else n_seeds
+    seeds = list(range(seed, seed + n_seeds))
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     log(f"debias demo -> {out} (device: {device_summary()})")
@@ -47,15 +53,22 @@ def run_demo(out: Path, seed: int = 0, quick: bool = False, log=print) -> dict:
     for method in ("standard", "dbvae"):
         t = time.perf_counter()
         model_dir = out / "models" / method
-        train_model(train_ds, model_dir, ModelConfig(method=method, image_size=size.image_size),
-                    TrainConfig(epochs=size.epochs, seed=seed, **default_error_options(method, size.epochs)),
-                    resume=model_dir.exists(), progress=True)
-        log(f"2/4 trained {method} for {size.epochs} epochs in {time.perf_counter() - t:.0f}s -> {model_dir}")
-        metrics[method] = evaluate_model(model_dir, test_ds, GROUP_BY)
+        model_cfg = ModelConfig(method=method, image_size=size.image_size)
+        train_cfg = TrainConfig(epochs=size.epochs, seed=seed, **default_error_options(method, size.epochs))
+        if len(seeds) > 1:
+            train_set(train_ds, model_dir, model_cfg, train_cfg, seeds, resume=model_dir.exists(), progress=True)
+            metrics[method] = evaluate_set(model_dir, test_ds, GROUP_BY)
+        else:
+            train_model(train_ds, model_dir, model_cfg, train_cfg, resume=model_dir.exists(), progress=True)
+            metrics[method] = evaluate_model(model_dir, test_ds, GROUP_BY)
+        log(f"2/4 trained {method} for {size.epochs} epochs{f' x {len(seeds)} seeds' if len(seeds) > 1 else ''} "
+            f"in {time.perf_counter() - t:.0f}s -> {model_dir}")
         write_evaluation(out / f"metrics_{method}.json", metrics[method])
 
     audit_dir = out / "audit"
-    result = audit_dataset(train_ds, out / "models" / "dbvae", audit_dir, AuditConfig())
+    dbvae_dir = out / "models" / "dbvae"
+    audited = members(dbvae_dir)[0][1] if len(seeds) > 1 else dbvae_dir  # a set: its first seed's latent space
+    result = audit_dataset(train_ds, audited, audit_dir, AuditConfig())
     from .cli import summarise_audit
     log("3/4 " + summarise_audit(result.report, audit_dir))
 

@@ -193,7 +193,9 @@ def write_evaluation(path: str | Path, metrics: dict) -> Path:
     """The JSON and, beside it, its per-sample predictions (CSV); returns the CSV's path."""
     path = Path(path)
     target = predictions_path(path)
-    frame = metrics["predictions"][PREDICTION_COLUMNS]
+    # A model set's pooled predictions carry the member's seed on each row (audit.modelset).
+    frame = metrics["predictions"]
+    frame = frame[PREDICTION_COLUMNS + (["seed"] if "seed" in frame.columns else [])]
     # The only text cells are group keys, which start with "{": nothing a spreadsheet runs (see csvsafe).
     atomic_write_bytes(target, lambda f: f.write(frame.to_csv(index=False, float_format="%.6g").encode()))
     # The JSON last: a reader that finds it finds its predictions too.
@@ -210,7 +212,14 @@ def format_table(metrics: dict) -> str:
                _with_ci(g.get("fpr"), g.get("fpr_ci")),
                " ".join(filter(None, [marks.get(json.dumps(g["group"]), ""), "small" if g.get("small") else ""]))]
             for g in metrics["groups"]]
-    out = render_table(cols + ["n", "accuracy [95% CI]", "FNR [95% CI]", "FPR [95% CI]", ""], rows)
+    header = cols + ["n", "accuracy [95% CI]", "FNR [95% CI]", "FPR [95% CI]", ""]
+    across = metrics.get("across_seeds")
+    if across:  # a model set: the pooled table, with each group's accuracy as mean +- sd over seeds beside it
+        by_group = {json.dumps(g["group"], sort_keys=True): g for g in across["groups"]}
+        for g, row in zip(metrics["groups"], rows):
+            row.insert(len(cols) + 2, _mean_sd(by_group.get(json.dumps(g["group"], sort_keys=True))))
+        header.insert(len(cols) + 2, f"accuracy over {across['n_seeds']} seeds (mean +- sd)")
+    out = render_table(header, rows)
     boot = metrics.get("bootstrap", {})
     out += (f"\noverall {_with_ci(metrics['overall']['accuracy'], metrics['overall'].get('accuracy_ci'))} "
             f"(n={metrics['overall'].get('n', '?')})  worst group "
@@ -221,7 +230,18 @@ def format_table(metrics: dict) -> str:
             f"\nworst group: {group_name(metrics['worst_group'])}; intervals: 95% Wilson per group, worst / gap / "
             f"ratio bootstrap over {boot.get('n_boot', '?')} resamples within each group (seed {boot.get('seed', '?')})"
             f"; {metrics.get('ranked_groups', len(metrics['groups']))} of {len(metrics['groups'])} groups ranked")
+    if across:
+        out += (f"\nacross {across['n_seeds']} seeds {metrics['model_set']['seeds']} (mean +- sd): worst group "
+                f"{_mean_sd(across['worst_group_accuracy'])}  overall {_mean_sd(across['overall_accuracy'])}  gap "
+                f"{_mean_sd(across['accuracy_gap'])}; the intervals above pool the {across['n_seeds']} members' "
+                f"predictions (n counts member x sample)")
     return out
+
+
+def _mean_sd(stat: dict | None) -> str:
+    if not stat:
+        return "-"
+    return f"{stat['mean']:.3f}" + ("" if stat.get("sd") is None else f" +- {stat['sd']:.3f}")
 
 
 def _with_ci(value, ci) -> str:
