@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from .services import MAX_ID
 
@@ -111,10 +112,33 @@ class ModelCreate(TrainOptions):
     density: Density = "histogram"
 
 
+MAX_SET_SEEDS = 10
+SetSeed = Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(_json_integer)]
+
+
+class ModelSetCreate(ModelCreate):
+    """The options of ModelCreate for every member, and one member per seed (`seed` itself is not taken)."""
+
+    seed: SkipJsonSchema[int] = Field(0, ge=0, le=MAX_SEED)
+    seeds: list[SetSeed] = Field(min_length=1, max_length=MAX_SET_SEEDS, json_schema_extra={"uniqueItems": True},
+                                 description="one model is trained per seed; 1 to 10 distinct seeds")
+
+    @model_validator(mode="after")
+    def _seeds_distinct_and_no_seed(self):
+        if "seed" in self.model_fields_set:
+            raise ValueError("a model set takes seeds (a list), not seed; e.g. \"seeds\": [0, 1, 2]")
+        repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seeds repeats {', '.join(map(str, repeated))}; each seed trains one model, give "
+                             f"each once")
+        return self
+
+
 class ModelOut(ORM):
     id: int
     dataset_id: int
     job_id: int | None
+    model_set_id: int | None = None
     status: str
     method: str
     density: str | None
@@ -193,4 +217,32 @@ class Accepted(BaseModel):
     """202: the work runs as a job; poll job.url."""
 
     job: JobOut
+    resource: dict
+
+
+class ModelSetMember(BaseModel):
+    model_id: int
+    seed: int | None
+    status: str
+    job_id: int | None
+    url: str
+
+
+class ModelSetOut(BaseModel):
+    id: int
+    dataset_id: int
+    method: str
+    density: str | None
+    seeds: list[int]
+    status: str = Field(description="ready when every member is, failed (or cancelled) if any member is, "
+                        "else pending")
+    options: dict
+    members: list[ModelSetMember]
+    created_at: datetime
+
+
+class ModelSetAccepted(BaseModel):
+    """202: one training job per seed; poll the set's url (or each job's)."""
+
+    jobs: list[JobOut]
     resource: dict

@@ -81,6 +81,18 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class ModelSet(Base):
+    """One model per training seed, trained with the same options (audit.modelset); members point here."""
+
+    __tablename__ = "model_sets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(16))
+    seeds: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class TrainedModel(Base):
     __tablename__ = "models"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -94,6 +106,8 @@ class TrainedModel(Base):
     options: Mapped[dict] = mapped_column(JSON)
     history: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The model set it was trained for, one member per seed (migration 0004); null for a lone model.
+    model_set_id: Mapped[int | None] = mapped_column(ForeignKey("model_sets.id", ondelete="SET NULL"), index=True)
 
 
 class Audit(Base):

@@ -18,7 +18,7 @@ from audit.errors import DatasetError
 from audit.loaders import load_dataset
 
 from ..settings import Settings
-from ..tables import Audit, AuditScore, Dataset, Evaluation, Job, Sample, TrainedModel
+from ..tables import Audit, AuditScore, Dataset, Evaluation, Job, ModelSet, Sample, TrainedModel
 from . import Conflict, NotFound, owned, owned_rows
 from .bulk import bulk_insert
 
@@ -197,6 +197,7 @@ def delete_dataset(session: Session, settings: Settings, owner_id: int, dataset_
     session.execute(delete(Evaluation).where((Evaluation.dataset_id == dataset_id)
                                              | Evaluation.model_id.in_(model_ids)))
     session.execute(delete(TrainedModel).where(TrainedModel.id.in_(model_ids)))
+    session.execute(delete(ModelSet).where(ModelSet.dataset_id == dataset_id))
     session.execute(delete(Sample).where(Sample.dataset_id == dataset_id))
     session.delete(row)
     session.commit()

@@ -14,23 +14,27 @@ from .limits import check_inference, check_training
 from .locks import lock_datasets, lock_model_source
 
 
-def new_model_row(owner_id: int, dataset: Dataset, options: dict) -> TrainedModel:
+def new_model_row(owner_id: int, dataset: Dataset, options: dict,
+                  model_set_id: int | None = None) -> TrainedModel:
     return TrainedModel(owner_id=owner_id, dataset_id=dataset.id, method=options["method"],
                         density=options["density"] if options["method"] == "dbvae" else None,
-                        image_size=dataset.image_size, options=options, history=[], status="pending")
+                        image_size=dataset.image_size, options=options, history=[], status="pending",
+                        model_set_id=model_set_id)
 
 
 def start_training(session: Session, settings: Settings, owner_id: int, dataset_id: int,
-                   options: dict) -> tuple[TrainedModel, Job]:
-
+                   options: dict, model_set_id: int | None = None, commit: bool = True) -> tuple[TrainedModel, Job]:
+    """A model row and its training job. `commit=False` leaves the commit to the caller (a model set
+    commits all its members at once)."""
     [dataset] = lock_datasets(session, owner_id, [dataset_id])  # until commit: a delete waits (see locks)
-    model = new_model_row(owner_id, dataset, options)
+    model = new_model_row(owner_id, dataset, options, model_set_id)
     check_training(settings, dataset, model)  # 422 before anything is stored
     session.add(model)
     session.flush()
     job = job_service.enqueue(session, owner_id, "train", {"model_id": model.id}, dataset.id, settings.max_attempts)
     model.job_id = job.id
-    session.commit()
+    if commit:
+        session.commit()
     return model, job
 
 
