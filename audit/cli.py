@@ -176,7 +176,7 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     p.add_argument("--n-seeds", type=_positive_int, default=None,
                    help="models per method, seeds --seed, --seed + 1, ...; more than one trains model sets and "
-                        "reports mean +- sd across seeds (each seed adds the training time again) [1]")
+                        "reports mean +- sd across seeds (each seed adds the training time again) [2; --quick: 1]")
     for extend in extensions:
         (handlers if handlers is not None else {}).update(extend(sub))
     return parser
