@@ -93,6 +93,8 @@ class TrainOptions(RequestBody):
                                          "epochs, draw misclassified samples (1 + this) times as often; 0 is off; "
                                          "left out: 50 for dbvae (2 epochs or more), 0 for standard")
     error_epoch: int = Field(1, ge=1, le=499, description="epochs before the error set is taken")
+    error_steps: int | None = Field(None, ge=0, le=10**7, description="take the error set after this many steps "
+                                    "of epoch error_epoch when it is longer; 0: at its end; left out: 150")
     mix_groups: float | None = Field(None, ge=0, le=1, description="share of each batch mixed with a same-class "
                                      "sample from the other side of the error set (needs error_upweight > 0); "
                                      "left out: 0 (it lost on the Colored MNIST benchmark)")

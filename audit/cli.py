@@ -37,6 +37,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
 def _add_data_options(p: argparse.ArgumentParser, image_size_default: int | None = 64) -> None:
     p.add_argument("--image-size", type=_positive_int, default=image_size_default,
                    help="resize images to this side (multiple of 16)" +
@@ -126,6 +136,9 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
                         "this many times more often (within their class); 0 is off [dbvae: 50, standard: 0]")
     p.add_argument("--error-epoch", type=_positive_int, default=1,
                    help="epochs before the error set is taken (early, before rare samples are memorised) [1]")
+    p.add_argument("--error-steps", type=_non_negative_int, default=None,
+                   help="take the error set after this many steps of --error-epoch when it is longer; 0: at its "
+                        "end [150]")
     p.add_argument("--mix-groups", type=_finite_float, default=None,
                    help="share of each batch mixed with a same-class sample from the other side of the error "
                         "set (LISA over inferred groups; needs --error-upweight) [0: it lost on the benchmark]")
@@ -222,6 +235,7 @@ def cmd_train(args) -> None:
                             reweight=args.reweight, strength=args.strength,
                             min_effective_fraction=args.min_effective_fraction,
                             error_epoch=args.error_epoch, device=args.device,
+                            **({} if args.error_steps is None else {"error_steps": args.error_steps}),
                             **default_error_options(args.method, args.epochs, args.error_upweight, args.mix_groups,
                                                     args.error_epoch))
     ds = _load_data(args, args.image_size)

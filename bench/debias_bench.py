@@ -44,9 +44,9 @@ _REAL_EPOCH_BATCHES = training.epoch_batches
 LAB = dict(density="histogram", reweight="positive", strength=1.0, min_effective_fraction=0.0)
 
 
-def methods(upweight: float, error_epoch: int) -> dict[str, tuple[dict, dict]]:
+def methods(upweight: float, error_epoch: int, error_steps: int = 0) -> dict[str, tuple[dict, dict]]:
     """name -> (ModelConfig overrides, TrainConfig overrides)."""
-    err = dict(error_upweight=upweight, error_epoch=error_epoch)
+    err = dict(error_upweight=upweight, error_epoch=error_epoch, error_steps=error_steps)
     return {
         "standard": ({"method": "standard"}, {}),
         "lab-dbvae": ({"method": "dbvae"}, LAB),
@@ -145,13 +145,15 @@ def main() -> None:
     p.add_argument("--digits", choices=SOURCES, default="mnist", help="digit source (bench/mnist_digits.py)")
     p.add_argument("--upweight", type=float, default=50.0)
     p.add_argument("--error-epoch", type=int, default=1)
+    p.add_argument("--error-steps", type=int, default=training.ERROR_STEPS,
+                   help="take the error set after this many steps of --error-epoch when it is longer; 0: at its end")
     p.add_argument("--audit", action="store_true", help="also audit each DB-VAE's training set (discovery)")
     p.add_argument("--quick", action="store_true", help="1 seed, 1 fraction, 2 epochs: a smoke run")
     p.add_argument("--json", type=Path, default=None, help="also write every figure here")
     args = p.parse_args()
     if args.quick:
         args.conflict, args.seeds, args.epochs, args.n_train = [0.01], [0], 2, 1000
-    table = methods(args.upweight, args.error_epoch)
+    table = methods(args.upweight, args.error_epoch, args.error_steps)
     names = args.methods or list(table)
     results: dict = {}
     for fraction in args.conflict:
@@ -168,7 +170,8 @@ def main() -> None:
                                      if k.startswith(("weight_", "error_set_", "under_rep_", "top_"))),
                           flush=True)
     print(f"\n{args.epochs} epochs, {args.n_train} training images at {args.image_size}px, "
-          f"upweight {args.upweight:g} after epoch {args.error_epoch}; mean +- sd over seeds {args.seeds}")
+          f"upweight {args.upweight:g} after epoch {args.error_epoch}"
+          + (f" step {args.error_steps}" if args.error_steps else "") + f"; mean +- sd over seeds {args.seeds}")
     for fraction, by_method in results.items():
         print(f"\nconflicting {float(fraction):.1%}")
         print(f"{'method':12} {'worst group':>16} {'average':>16} {'seconds':>10}  discovery (AUC / AP)")

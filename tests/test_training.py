@@ -193,6 +193,26 @@ def test_error_set_is_taken_once_and_upweights_sampling(tiny_dataset, tmp_path, 
             assert prob[wrong].mean() == pytest.approx(21 * prob[right].mean())
 
 
+@pytest.mark.parametrize("method", ["standard", "dbvae"])
+def test_error_steps_take_the_error_set_inside_the_epoch(tiny_dataset, tmp_path, method):
+    # 48 samples in batches of 8: 6 steps an epoch; the set is taken after 2 steps of epoch 1.
+    result = _train(tiny_dataset, tmp_path / "m", method=method, epochs=2, error_upweight=20.0, error_steps=2)
+    errors = np.load(tmp_path / "m" / "error_set.npy")
+    first, second = result.history
+    assert first["batches"] == second["batches"] == 6
+    assert sum(first["error_set"].values()) == sum(second["error_set"].values()) == int(errors.sum())
+    assert np.isfinite(first["loss"]) and first["seconds"] > 0 and first["samples_per_second"] > 0
+    # At or past an epoch's length the set is taken at the end of the epoch, as without error_steps.
+    late = _train(tiny_dataset, tmp_path / "late", method=method, epochs=2, error_upweight=20.0, error_steps=6)
+    assert "error_set" not in late.history[0] and "error_set" in late.history[1]
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_error_steps_must_be_a_whole_number(bad):
+    with pytest.raises(DebiasError, match="error_steps must be a whole number >= 0"):
+        TrainConfig(epochs=2, error_upweight=20.0, error_steps=bad)
+
+
 def test_resume_keeps_the_error_set(tiny_dataset, tmp_path):
     straight = _train(tiny_dataset, tmp_path / "straight", epochs=3, error_upweight=20.0)
     _train(tiny_dataset, tmp_path / "resumed", epochs=2, error_upweight=20.0)

@@ -20,7 +20,7 @@ from audit.errors import DebiasError
 from audit.models import ModelConfig
 from audit.pipeline import audit_dataset, evaluate_model, train_model
 from audit.report import AuditConfig
-from audit.training import TrainConfig, default_error_options
+from audit.training import ERROR_STEPS, TrainConfig, default_error_options
 
 from ..settings import Settings
 from ..tables import Audit, AuditScore, Dataset, Evaluation, EvaluationPrediction, Job, TrainedModel
@@ -84,6 +84,8 @@ def _train(ctx: JobContext, model: TrainedModel, ds, start: float, span: float) 
                             strength=opts["strength"], min_effective_fraction=opts["min_effective_fraction"],
                             # Models stored before these options existed trained without them.
                             error_epoch=opts.get("error_epoch", 1),
+                            # Stored before error_steps existed: 0, as they trained; stored as None: the default.
+                            error_steps=_or_default(opts.get("error_steps", 0), ERROR_STEPS),
                             **default_error_options(model.method, opts["epochs"], opts.get("error_upweight", 0.0),
                                                     opts.get("mix_groups", 0.0), opts.get("error_epoch", 1)),
                             device=ctx.settings.device)
@@ -219,3 +221,7 @@ class EvaluateRunner:
 
 
 RUNNERS = {r.kind: r for r in (TrainRunner(), AuditRunner(), EvaluateRunner())}
+
+
+def _or_default(value, default):
+    return default if value is None else value
