@@ -216,7 +216,8 @@ def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_d
             # The warm-up ends inside this epoch: its first error_steps steps sample uniformly, the rest
             # from the error-aware probability taken in between.
             first = _run_epoch(model, optimizer, source, y_all, epoch_batches(labels, None, cfg.batch_size,
-                               cfg.error_steps, rng), model_cfg, epoch, cfg.epochs, progress, callback, None, rng)
+                               cfg.error_steps, rng), model_cfg, epoch, cfg.epochs, progress, callback, None, rng,
+                               epoch_steps=steps)
             if model_cfg.method == "dbvae":
                 prob, strength_used, logits = debiasing_probability(model, dataset.images, labels, cfg, device)
         if cfg.error_upweight and errors is None and (split or epoch == cfg.error_epoch + 1):
@@ -231,7 +232,8 @@ def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_d
         batches = epoch_batches(labels, prob, cfg.batch_size, steps - cfg.error_steps if split else steps, rng)
         mixer = GroupMixer(labels, errors, cfg.mix_groups) if errors is not None and cfg.mix_groups else None
         record = _run_epoch(model, optimizer, source, y_all, batches, model_cfg, epoch, cfg.epochs,
-                            progress, callback, mixer, rng)
+                            progress, callback, mixer, rng, done_steps=cfg.error_steps if split else 0,
+                            epoch_steps=steps)
         if split:
             record = _merge_records(first, record)
         _check_finite(record, epoch, cfg, model_cfg)
@@ -281,7 +283,9 @@ def _check_finite(record: dict, epoch: int, cfg: TrainConfig, model_cfg: ModelCo
 def _run_epoch(model, optimizer, source: ImageSource, y_all: torch.Tensor, batches: np.ndarray,
                model_cfg: ModelConfig, epoch: int, epochs: int, progress: bool,
                callback: ProgressCallback | None, mixer: GroupMixer | None = None,
-               rng: np.random.Generator | None = None) -> dict:
+               rng: np.random.Generator | None = None, done_steps: int = 0, epoch_steps: int | None = None) -> dict:
+    """One pass over `batches`; the callback counts steps in the whole epoch (`done_steps` of `epoch_steps`
+    already run when an epoch is split around the error set)."""
     model.train()
     # Sums stay on the device: a .item() per step would stall a GPU every batch.
     sums: dict[str, torch.Tensor] = {}
@@ -307,7 +311,7 @@ def _run_epoch(model, optimizer, source: ImageSource, y_all: torch.Tensor, batch
         correct += ((out["logit"] > 0).long() == y).sum()
         seen += len(idx)
         if callback is not None:
-            callback(epoch, step, len(batches), {"loss": parts["loss"].item()})
+            callback(epoch, done_steps + step, epoch_steps or len(batches), {"loss": parts["loss"].item()})
     n = len(batches)
     record = {"epoch": epoch, **{k: v.item() / n for k, v in sums.items()}, "accuracy": correct.item() / seen,
               "batches": n}

@@ -196,7 +196,12 @@ def test_error_set_is_taken_once_and_upweights_sampling(tiny_dataset, tmp_path, 
 @pytest.mark.parametrize("method", ["standard", "dbvae"])
 def test_error_steps_take_the_error_set_inside_the_epoch(tiny_dataset, tmp_path, method):
     # 48 samples in batches of 8: 6 steps an epoch; the set is taken after 2 steps of epoch 1.
-    result = _train(tiny_dataset, tmp_path / "m", method=method, epochs=2, error_upweight=20.0, error_steps=2)
+    calls = []
+    result = train_model(tiny_dataset, tmp_path / "m", ModelConfig(method=method, **SMALL),
+                         TrainConfig(epochs=2, batch_size=8, error_upweight=20.0, error_steps=2), progress=False,
+                         callback=lambda epoch, step, steps, _: calls.append((epoch, step, steps)))
+    # Progress counts through the whole epoch across the split: steps 1..6 of 6, never back to 1.
+    assert calls == [(e, s, 6) for e in (1, 2) for s in range(1, 7)]
     errors = np.load(tmp_path / "m" / "error_set.npy")
     first, second = result.history
     assert first["batches"] == second["batches"] == 6
