@@ -144,6 +144,15 @@ def test_npz_bytes(tmp_path_factory):
     return _npz_bytes(tmp_path_factory.mktemp("test"), make_synthetic(12, 12, image_size=16, seed=1, balanced=True))
 
 
+def assert_error(r, status: int, *fragments: str) -> None:
+    """The documented error shape, {"detail": str}, with the status and the fragments expected."""
+    assert r.status_code == status, (r.status_code, r.text)
+    body = r.json()
+    assert set(body) == {"detail"} and isinstance(body["detail"], str), body
+    for fragment in fragments:
+        assert fragment in body["detail"], body["detail"]
+
+
 def upload(client, headers, content: bytes, filename: str = "tiny.npz", **fields):
     data = {k: str(v) for k, v in {"image_size": 16, **fields}.items()}
     return client.post("/v1/datasets", headers=headers, files={"file": (filename, content)}, data=data)

@@ -5,15 +5,7 @@ from sqlalchemy import delete, func, select
 
 from api.tables import EvaluationPrediction
 
-from .conftest import TRAIN_FAST, run_jobs, upload
-
-
-def _assert_error(r, status: int, *fragments: str) -> None:
-    assert r.status_code == status, (r.status_code, r.text)
-    body = r.json()
-    assert set(body) == {"detail"} and isinstance(body["detail"], str), body
-    for fragment in fragments:
-        assert fragment in body["detail"], body["detail"]
+from .conftest import TRAIN_FAST, assert_error, run_jobs, upload
 
 
 def _trained_and_evaluated(client, app, alice, tiny_npz_bytes, test_npz_bytes) -> dict:
@@ -83,13 +75,13 @@ def test_compare_refuses_other_datasets_and_evaluations_without_predictions(clie
     r = client.get(f"/v1/models/{ids['dbvae']}/compare", headers=alice,
                    params={"baseline": ids["standard"], "evaluation": on_train,
                            "baseline_evaluation": ids["standard_eval"]})
-    _assert_error(r, 422, "same test set", f"dataset {ids['train']}", f"dataset {ids['test']}")
+    assert_error(r, 422, "same test set", f"dataset {ids['train']}", f"dataset {ids['test']}")
     r = client.get(f"/v1/models/{ids['dbvae']}/compare", headers=alice, params={"baseline": ids["standard"]})
-    _assert_error(r, 422, "dataset=ID")
+    assert_error(r, 422, "dataset=ID")
     r = client.get(f"/v1/models/{ids['dbvae']}/compare", headers=alice,
                    params={"baseline": ids["standard"], "evaluation": ids["standard_eval"],
                            "baseline_evaluation": ids["standard_eval"]})
-    _assert_error(r, 422, f"not of model {ids['dbvae']}")
+    assert_error(r, 422, f"not of model {ids['dbvae']}")
     # Both on the training set: paired, with a warning that says why the numbers flatter the models.
     client.post(f"/v1/models/{ids['standard']}/evaluations", headers=alice,
                 json={"dataset_id": ids["train"], "group_by": ["skin_tone"]})
@@ -103,5 +95,5 @@ def test_compare_refuses_other_datasets_and_evaluations_without_predictions(clie
         session.commit()
     r = client.get(f"/v1/models/{ids['dbvae']}/compare", headers=alice,
                    params={"baseline": ids["standard"], "dataset": ids["test"]})
-    _assert_error(r, 409, "before per-sample predictions were stored", "evaluate again",
+    assert_error(r, 409, "before per-sample predictions were stored", "evaluate again",
                   f"/v1/models/{ids['dbvae']}/evaluations")

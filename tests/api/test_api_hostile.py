@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from .conftest import TRAIN_FAST, rng_images, run_jobs, upload
+from .conftest import TRAIN_FAST, assert_error, rng_images, run_jobs, upload
 from .test_api_datasets import assert_refused, npz_bytes
 
 MAX_ID = 2**31 - 1
@@ -21,14 +21,6 @@ MAX_ID = 2**31 - 1
 def ok_npz(**attrs) -> bytes:
     labels = np.array([1] * 12 + [0] * 12)
     return npz_bytes(images=rng_images(24), labels=labels, **{f"attr_{k}": v for k, v in attrs.items()})
-
-
-def assert_error(r, status: int, *fragments: str) -> None:
-    assert r.status_code == status, (r.status_code, r.text)
-    body = r.json()
-    assert set(body) == {"detail"} and isinstance(body["detail"], str), body
-    for fragment in fragments:
-        assert fragment in body["detail"], body["detail"]
 
 
 # --------------------------------------------------------------------------- multipart floods

@@ -6,15 +6,7 @@ from sqlalchemy import select
 
 from api.tables import TrainedModel
 
-from .conftest import TRAIN_FAST, run_jobs, upload
-
-
-def _assert_error(r, status: int, *fragments: str) -> None:
-    assert r.status_code == status, (r.status_code, r.text)
-    body = r.json()
-    assert set(body) == {"detail"} and isinstance(body["detail"], str), body
-    for fragment in fragments:
-        assert fragment in body["detail"], body["detail"]
+from .conftest import TRAIN_FAST, assert_error, run_jobs, upload
 
 
 def _datasets(client, alice, tiny_npz_bytes, test_npz_bytes) -> tuple[int, int]:
@@ -49,7 +41,7 @@ def test_model_sets_train_per_seed_and_compare_paired_by_seed(client, app, alice
     url = f"/v1/model-sets/{sets['dbvae']['id']}/compare"
     params = {"baseline_set": sets["standard"]["id"], "dataset": test}
     r = client.get(url, headers=alice, params=params)
-    _assert_error(r, 409, *(f"POST /v1/models/{x['model_id']}/evaluations" for s in sets.values()
+    assert_error(r, 409, *(f"POST /v1/models/{x['model_id']}/evaluations" for s in sets.values()
                             for x in s["members"]))
 
     for s in sets.values():
@@ -81,12 +73,12 @@ def test_model_sets_train_per_seed_and_compare_paired_by_seed(client, app, alice
             across["model_set"][key]["mean"] - across["baseline_set"][key]["mean"])
 
     # Another owner sees none of it.
-    _assert_error(client.get(f"/v1/model-sets/{sets['dbvae']['id']}", headers=bob), 404, "not found")
-    _assert_error(client.get(url, headers=bob, params=params), 404, "not found")
+    assert_error(client.get(f"/v1/model-sets/{sets['dbvae']['id']}", headers=bob), 404, "not found")
+    assert_error(client.get(url, headers=bob, params=params), 404, "not found")
     bob_test = upload(client, bob, test_npz_bytes, filename="test.npz").json()["id"]
-    _assert_error(client.get(url, headers=alice, params={**params, "dataset": bob_test}), 404, "not found")
+    assert_error(client.get(url, headers=alice, params={**params, "dataset": bob_test}), 404, "not found")
     r = client.post(f"/v1/datasets/{train}/model-sets", headers=bob, json={"seeds": [0], **TRAIN_FAST})
-    _assert_error(r, 404, "not found")
+    assert_error(r, 404, "not found")
 
 
 @pytest.mark.parametrize("seeds, fragment", [
@@ -100,21 +92,21 @@ def test_model_sets_train_per_seed_and_compare_paired_by_seed(client, app, alice
 def test_bad_seeds_are_refused(client, alice, tiny_npz_bytes, seeds, fragment):
     train = upload(client, alice, tiny_npz_bytes).json()["id"]
     r = client.post(f"/v1/datasets/{train}/model-sets", headers=alice, json={"seeds": seeds, **TRAIN_FAST})
-    _assert_error(r, 422, fragment)
+    assert_error(r, 422, fragment)
 
 
 def test_seed_instead_of_seeds_and_no_partial_set(client, app, alice, tiny_npz_bytes):
     train = upload(client, alice, tiny_npz_bytes).json()["id"]
     r = client.post(f"/v1/datasets/{train}/model-sets", headers=alice, json={"seed": 3, "seeds": [0]})
-    _assert_error(r, 422, "not seed")
-    _assert_error(client.post(f"/v1/datasets/{train}/model-sets", headers=alice, json={**TRAIN_FAST}), 422, "seeds")
+    assert_error(r, 422, "not seed")
+    assert_error(client.post(f"/v1/datasets/{train}/model-sets", headers=alice, json={**TRAIN_FAST}), 422, "seeds")
     # Refused by the memory limit: nothing stored, no job queued.
     app.state.settings.max_job_memory = 1 << 20
     r = client.post(f"/v1/datasets/{train}/model-sets", headers=alice, json={"seeds": [0, 1], **TRAIN_FAST})
-    _assert_error(r, 422, "memory")
+    assert_error(r, 422, "memory")
     assert client.get("/v1/models", headers=alice).json() == []
     assert client.get("/v1/jobs", headers=alice).json() == []
-    _assert_error(client.get("/v1/model-sets/1", headers=alice), 404, "not found")
+    assert_error(client.get("/v1/model-sets/1", headers=alice), 404, "not found")
 
 
 def test_sets_without_a_common_seed_are_refused(client, app, alice, tiny_npz_bytes, test_npz_bytes):
@@ -123,9 +115,9 @@ def test_sets_without_a_common_seed_are_refused(client, app, alice, tiny_npz_byt
     b = _create_set(client, alice, train, "standard", seeds=[1])["resource"]["model_set_id"]
     # The seeds are checked first (422); then the members must be trained (409).
     r = client.get(f"/v1/model-sets/{a}/compare", headers=alice, params={"baseline_set": b, "dataset": test})
-    _assert_error(r, 422, "share no seed")
+    assert_error(r, 422, "share no seed")
     r = client.get(f"/v1/model-sets/{a}/compare", headers=alice, params={"baseline_set": a, "dataset": test})
-    _assert_error(r, 409, "not ready")
+    assert_error(r, 409, "not ready")
     # A member that failed fails the set.
     with app.state.sessions() as session:
         member = session.scalars(select(TrainedModel).where(TrainedModel.model_set_id == b)).one()
@@ -141,4 +133,4 @@ def test_deleting_the_dataset_removes_its_model_sets(client, app, alice, tiny_np
     assert run_jobs(app) == 1
     r = client.delete(f"/v1/datasets/{train}", headers=alice)
     assert r.status_code in (200, 204), r.text
-    _assert_error(client.get(f"/v1/model-sets/{set_id}", headers=alice), 404, "not found")
+    assert_error(client.get(f"/v1/model-sets/{set_id}", headers=alice), 404, "not found")
