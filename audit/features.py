@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .sampling import CLASS_NAMES
+from .subgroups import known_strings
 
 # Below this mean pixel change (images in [0, 1]) a strip looks like copies of one image: on real faces
 # after 2 epochs every strip measured under 0.01 and showed nine identical blurs.
@@ -113,8 +114,7 @@ def _best_attribute(p: np.ndarray, attributes: pd.DataFrame | None) -> dict:
     if attributes is None or not len(attributes.columns) or p.var() <= 0:
         return best
     for column in attributes.columns:
-        values = attributes[column].astype(str).to_numpy()
-        known = ~pd.isna(attributes[column]).to_numpy() & ~np.isin(values, ("", "n/a"))
+        values, known = known_strings(attributes[column])
         if known.sum() < 2 or len(np.unique(values[known])) < 2:
             continue
         codes, uniques = pd.factorize(values[known], sort=True)

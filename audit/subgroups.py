@@ -253,7 +253,7 @@ def under_representation(log_density: np.ndarray, labels: np.ndarray, loss: np.n
 
 # --------------------------------------------------------------------------- attributes
 
-def _known_strings(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def known_strings(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(values as str, mask of samples that hold a value): NaN, None, "" and "n/a" hold none."""
     values = column.to_numpy(dtype=object)
     known = ~pd.isna(column).to_numpy()
@@ -283,7 +283,7 @@ def enrichment(subgroup_ids: np.ndarray, attributes: pd.DataFrame, labels: np.nd
     min_count = _check_positive_int(min_count, "min_count", "pass 1 or more members")
     out: dict[int, list[dict]] = {int(g): [] for g in np.unique(ids)}
     for name in attributes.columns:
-        text, known = _known_strings(attributes[name])
+        text, known = known_strings(attributes[name])
         for cls in np.unique(labels):
             m = known & (labels == cls)
             if not m.any():
