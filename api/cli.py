@@ -12,8 +12,8 @@ from audit.errors import DebiasError
 
 def _service_commands(sub: argparse._SubParsersAction) -> dict:
     p = sub.add_parser("serve", help="run the API (and an in-process job worker) on 127.0.0.1:8000")
-    p.add_argument("--host", help="[DEBIAS_HOST or 127.0.0.1]")
-    p.add_argument("--port", type=int, help="[DEBIAS_PORT or 8000]")
+    p.add_argument("--host", help="address to listen on (default: DEBIAS_HOST, else 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default: DEBIAS_PORT, else 8000)")
     p.add_argument("--no-worker", action="store_true", help="serve only; run `debias worker` elsewhere")
 
     p = sub.add_parser("worker", help="run a job worker against DEBIAS_DATABASE_URL")
@@ -26,10 +26,23 @@ def _service_commands(sub: argparse._SubParsersAction) -> dict:
     keys = p.add_subparsers(dest="keys_action", required=True, parser_class=type(p))
     k = keys.add_parser("create", help="create an API key (printed once)")
     k.add_argument("--name", required=True, help="the owner the key acts for (created if new)")
-    k.add_argument("--label", default="cli", help="what the key is for")
+    k.add_argument("--label", default="cli", help="a note on what the key is for, stored with it")
     k = keys.add_parser("revoke", help="revoke a key (by the part after dbk_, before the next _)")
-    k.add_argument("prefix")
+    k.add_argument("prefix", help="the key's prefix: the part after dbk_, before the next _")
     return {"serve": cmd_serve, "worker": cmd_worker, "db": cmd_db, "keys": cmd_keys}
+
+
+def _log_to_stderr() -> None:
+    """INFO and above of the debias loggers (one line per job start, end and failure) on stderr.
+
+    Only ours: other libraries keep their own levels (alembic's INFO would repeat on every start).
+    """
+    logger = logging.getLogger("debias")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _settings():
@@ -50,6 +63,7 @@ def cmd_serve(args) -> None:
     from .auth import ensure_local_key
     from .db import make_engine, make_sessionmaker
 
+    _log_to_stderr()  # the embedded worker's job lines (uvicorn configures only its own loggers)
     settings = _settings()
     if settings.is_sqlite:  # the embedded default sets itself up; a shared database is migrated explicitly
         _upgrade(settings)
@@ -68,7 +82,7 @@ def cmd_worker(args) -> None:
     from .db import make_engine, make_sessionmaker
     from .worker import Worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _log_to_stderr()
     settings = _settings()
     worker = Worker(settings, make_sessionmaker(make_engine(settings.resolved_database_url)))
     # SIGTERM (docker stop) or Ctrl-C: stop the running job's process and put the job back in the

@@ -28,6 +28,9 @@ AttributeName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^
 
 Density = Literal["histogram", "histogram-product", "gmm", "kde"]
 Reweight = Literal["both", "positive"]
+# An auditor's decision on a sample (audit.reviews.DECISIONS); a filter on review state adds any and none.
+Decision = Literal["reviewed", "keep", "exclude"]
+ReviewState = Literal["reviewed", "keep", "exclude", "any", "none"]
 
 
 class ORM(BaseModel):
@@ -50,7 +53,7 @@ class JobOut(ORM):
     id: int
     kind: str
     status: str
-    progress: float
+    progress: float = Field(description="percent done, 0 to 100")
     message: str
     attempts: int
     max_attempts: int
@@ -112,6 +115,8 @@ class TrainOptions(RequestBody):
 class ModelCreate(TrainOptions):
     method: Literal["standard", "dbvae"] = "dbvae"
     density: Density = "histogram"
+    exclude_from_audit: BodyId | None = Field(None, description="an audit of this dataset: the samples its "
+                                              "reviews mark exclude (as they are now) are left out of training")
 
 
 MAX_SET_SEEDS = 10
@@ -190,6 +195,7 @@ class ScoreOut(BaseModel):
     under_representation: float | None = Field(None, description="higher = more under-represented, in (0, 1]")
     attributes: dict
     image_url: str
+    review: Decision | None = Field(None, description="the sample's review decision in this audit, if any")
 
 
 class ScorePage(BaseModel):
@@ -197,6 +203,73 @@ class ScorePage(BaseModel):
     next_cursor: str | None
     prev_cursor: str | None = None
     limit: int
+
+
+# ------------------------------------------------------------------ review decisions (audit.reviews)
+# Tags are short labels (no separators, so a CSV cell can join them with "; "); a note is free text without
+# control characters other than tab and newlines.
+Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^\w[\w .:/+-]*$")]
+Note = Annotated[str, Field(max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
+BodyIndex = Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(_json_integer)]
+MAX_REVIEW_INDICES = 50_000
+
+
+class ReviewIn(RequestBody):
+    """A decision on one sample: reviewed (seen, no verdict), keep, or exclude (left out of a retraining)."""
+
+    decision: Decision
+    tags: list[Tag] = Field(default_factory=list, max_length=16, json_schema_extra={"uniqueItems": True})
+    note: Note = ""
+
+    @model_validator(mode="after")
+    def _distinct_tags(self):
+        repeated = sorted({t for t in self.tags if self.tags.count(t) > 1})
+        if repeated:
+            raise ValueError(f"tags repeats {', '.join(repeated)}; give each tag once")
+        return self
+
+
+class ReviewSelection(RequestBody):
+    """Which samples a bulk decision covers: every given criterion must hold (at least one is needed)."""
+
+    indices: list[BodyIndex] | None = Field(None, min_length=1, max_length=MAX_REVIEW_INDICES,
+                                            description="these sample indices (all must be in the audit)")
+    subgroup: int | None = Field(None, ge=0, le=MAX_ID, description="one discovered subgroup's samples")
+    label: int | None = Field(None, ge=0, le=1)
+    attribute: list[Annotated[str, Field(max_length=2100, pattern=r"^[^:]+:")]] | None = Field(
+        None, max_length=8, description="NAME:VALUE, each must hold")
+    flagged_only: bool | None = Field(None, description="true: only the samples flagged as anomalies; false: "
+                                      "only the others")
+    min_anomaly_score: float | None = Field(None, ge=-1e6, le=1e6)
+    min_under_representation: float | None = Field(None, ge=0, le=1)
+    review: ReviewState | None = Field(None, description="only samples in this review state, e.g. none: not "
+                                       "decided yet (so earlier decisions are kept)")
+
+
+class ReviewBulk(ReviewIn):
+    selection: ReviewSelection
+
+
+class ReviewOut(BaseModel):
+    index: int
+    decision: Decision
+    tags: list[str]
+    note: str
+    reviewed_by: str = Field(description="the owner whose API key recorded the decision")
+    reviewed_at: datetime
+    image_url: str
+
+
+class ReviewPage(BaseModel):
+    items: list[ReviewOut]
+    next_after: int | None = Field(description="pass as `after` for the next page; null on the last")
+    limit: int
+    counts: dict[str, int] = Field(description="samples per decision in the whole audit")
+
+
+class ReviewBulkResult(BaseModel):
+    decision: Decision
+    count: int = Field(description="samples the decision was recorded for")
 
 
 class EvaluationCreate(RequestBody):

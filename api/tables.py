@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (JSON, Boolean, Float, ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text,
+                        text)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import Base, UTCDateTime, utcnow
@@ -152,6 +153,29 @@ class AuditScore(Base):
     # Null for audits stored before discovery existed (migration 0002).
     subgroup: Mapped[int | None] = mapped_column(Integer)
     under_representation: Mapped[float | None] = mapped_column(Float)
+
+
+class AuditReview(Base):
+    """An auditor's decision on one sample of an audit (audit.reviews.DECISIONS), the latest one only.
+
+    Who and when: the owner whose key made it, by id and by name as it was then (migration 0005).
+    """
+
+    __tablename__ = "audit_reviews"
+    __table_args__ = (
+        # A decision is about a sample the audit scored: it goes with the score (and so with the audit).
+        ForeignKeyConstraint(["audit_id", "sample_index"], ["audit_scores.audit_id", "audit_scores.sample_index"],
+                             ondelete="CASCADE"),
+        Index("ix_audit_reviews_by_decision", "audit_id", "decision", "sample_index"),
+    )
+    audit_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sample_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    tags: Mapped[list] = mapped_column(JSON)
+    note: Mapped[str] = mapped_column(Text)
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id", ondelete="SET NULL"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(200))
+    reviewed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Evaluation(Base):

@@ -101,7 +101,7 @@ class Worker:
         return True
 
     def _run(self, job: Job) -> None:
-        log.info("worker %s runs job %s (%s, attempt %s)", self.worker_id, job.id, job.kind, job.attempts)
+        log.info("job %s started: %s, attempt %s, worker %s", job.id, _what(job), job.attempts, self.worker_id)
         RUNNERS[job.kind].sweep(self.settings, job.payload)  # an earlier attempt's debris
         ctx = jobchild.context()
         reader, writer = ctx.Pipe(duplex=False)
@@ -113,7 +113,8 @@ class Worker:
         except Exception as exc:  # no process for it (fork refused, forkserver gone): fail it, keep polling
             log.exception("job %s: could not start its process", job.id)
             reader.close()
-            self._close(job, "failed", "failed", f"internal error: could not start the job's process: {exc!r}")
+            self._close(job, "failed", "failed", f"internal error: could not start the job's process: {exc!r}",
+                        seconds=time.monotonic() - started)
             return
         finally:
             writer.close()  # the child holds the only writer now: its death ends the pipe
@@ -160,37 +161,41 @@ class Worker:
 
     def _finish(self, job: Job, exitcode: int | None, outcome: str | None, error: str | None, trace: str | None,
                 last: str, seconds: float) -> None:
-        if outcome in ("succeeded", "lost"):
-            if outcome == "lost":
-                # Its folders now belong to the worker that took it over: leave them alone.
-                log.warning("job %s was taken over by another worker; dropped our work", job.id)
+        if outcome == "succeeded":  # the child published its results and closed the job
+            log.info("job %s succeeded: %s, in %.1f s", job.id, _what(job), seconds)
+            return
+        if outcome == "lost":
+            # Its folders now belong to the worker that took it over: leave them alone.
+            log.warning("job %s lost: %s, taken over by another worker after %.1f s; dropped our work", job.id,
+                        _what(job), seconds)
             return
         if outcome == "released":
             with self.sessions() as session:
                 job_service.release(session, job.id, self.worker_id, "requeued: its worker shut down")
+            log.info("job %s requeued: %s, its worker shut down after %.1f s", job.id, _what(job), seconds)
             return
         if outcome == "cancelled":
-            self._close(job, "cancelled", "cancelled")
+            self._close(job, "cancelled", "cancelled", seconds=seconds)
         elif outcome == "failed":
-            self._close(job, "failed", "failed", error)
+            self._close(job, "failed", "failed", error, seconds=seconds)
         elif outcome == "crashed":
             log.error("job %s crashed:\n%s", job.id, trace)
-            self._close(job, "failed", "failed", f"internal error: {error}")
+            self._close(job, "failed", "failed", f"internal error: {error}", seconds=seconds)
         elif outcome == "out_of_memory":
             log.error("job %s ran out of memory:\n%s", job.id, trace)
             self._close(job, "failed", "failed", f"the job ran out of memory ({error}) after {seconds:.0f} s, "
-                                                 f"while {last!r}", oom=True)
+                                                 f"while {last!r}", oom=True, seconds=seconds)
         else:  # the child died without a word: killed by a signal (SIGKILL: the OOM killer), or crashed
             killed = exitcode is not None and exitcode < 0
             why = (f"the job's process was killed by signal {-exitcode} ({_signal_name(-exitcode)})" if killed
                    else f"the job's process exited with code {exitcode} without a result")
             oom = killed and -exitcode == signal.SIGKILL
-            log.error("job %s: %s", job.id, why)
             self._close(job, "failed", "failed", f"{'' if oom else 'internal error: '}{why} after {seconds:.0f} s, "
-                                                 f"while {last!r}", oom=oom)
+                                                 f"while {last!r}", oom=oom, seconds=seconds)
 
-    def _close(self, job: Job, status: str, message: str, error: str | None = None, oom: bool = False) -> None:
-        """Close a job whose child has ended: drop its files, fail or cancel it and its results."""
+    def _close(self, job: Job, status: str, message: str, error: str | None = None, oom: bool = False,
+               seconds: float = 0.0) -> None:
+        """Close a job whose child has ended: drop its files, fail or cancel it and its results; log one line."""
         with self.sessions() as session:
             row = session.scalar(select(Job).where(Job.id == job.id).with_for_update())
             if row is None or row.worker_id != self.worker_id or row.status != "running":
@@ -203,6 +208,15 @@ class Worker:
             job_service.finish(session, row, status, message, error)
             job_service.mark_resources(session, row, status)
             session.commit()
+        if status == "failed":
+            log.error("job %s failed: %s, after %.1f s: %s", job.id, _what(job), seconds, " ".join(error.split()))
+        else:
+            log.info("job %s %s: %s, after %.1f s", job.id, status, _what(job), seconds)
+
+
+def _what(job: Job) -> str:
+    """A job as the server log names it: its kind and dataset."""
+    return f"{job.kind}, dataset {job.dataset_id if job.dataset_id is not None else '(deleted)'}"
 
 
 def _stop(proc) -> None:

@@ -17,6 +17,11 @@ from .errors import DebiasError
 EXIT_BAD_INPUT = 2
 
 
+def plural(n: int, word: str) -> str:
+    """ "1 epoch", "2 epochs": counts in messages read as written English."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _finite_float(text: str) -> float:
     try:
         value = float(text)
@@ -45,32 +50,47 @@ _non_negative_int = _int_at_least(0)
 
 def _add_data_options(p: argparse.ArgumentParser, image_size_default: int | None = 64) -> None:
     p.add_argument("--image-size", type=_positive_int, default=image_size_default,
-                   help="resize images to this side (multiple of 16)" +
-                        (" [default: the model's]" if image_size_default is None else " [64]"))
-    p.add_argument("--positive", help="for a folder with one sub-folder per class: the positive class folder")
+                   help="resize images to this side, a multiple of 16" +
+                        (" (default: the model's)" if image_size_default is None else ""))
+    p.add_argument("--positive", help="for a folder with one sub-folder per class: the positive class folder "
+                                      "(default: the folder named face, positive, 1, ...)")
+
+
+DATA_HELP = "dataset: .npz, .h5, .zip or a folder (see `debias pack --help`)"
+DEVICE_HELP = "cpu, cuda, cuda:1, ... (default: cuda when present, else cpu)"
+
+
+def _add_progress_option(p: argparse.ArgumentParser, *aliases: str) -> None:
+    p.add_argument("--no-progress", *aliases, action="store_true", dest="no_progress",
+                   help="no progress bars (also when stderr is not a terminal, so logs stay small)")
+
+
+def _progress(args) -> bool:
+    """Progress bars only for a person watching: a log file would fill with their redraws."""
+    return not args.no_progress and sys.stderr.isatty()
 
 
 def _add_density_options(p: argparse.ArgumentParser) -> None:
     from .density import ESTIMATORS
     p.add_argument("--density", choices=list(ESTIMATORS), default="histogram",
-                   help="latent density estimator [histogram: the lab's per-dimension max]")
-    p.add_argument("--bins", type=_positive_int, default=10, help="histogram bins per latent dimension [10]")
-    p.add_argument("--alpha", type=_finite_float, default=0.001, help="histogram smoothing [0.001]")
+                   help="latent density estimator; histogram is the lab's per-dimension max")
+    p.add_argument("--bins", type=_positive_int, default=10, help="histogram bins per latent dimension")
+    p.add_argument("--alpha", type=_finite_float, default=0.001, help="histogram smoothing")
     p.add_argument("--reweight", choices=["both", "positive"], default="both",
-                   help="reweight both classes (per-class densities) or only positives like the lab [both]")
+                   help="reweight both classes (per-class densities) or only positives like the lab")
     p.add_argument("--strength", type=_finite_float, default=1.0,
-                   help="sampling weight proportional to density**-strength; 0 is uniform [1]")
-    p.add_argument("--min-ess", type=_finite_float, default=0.25, dest="min_effective_fraction",
+                   help="sampling weight proportional to density**-strength; 0 is uniform")
+    p.add_argument("--min-ess", type=_finite_float, default=0.25, dest="min_effective_fraction", metavar="SHARE",
                    help="lower the strength where needed so this share of each class stays effective "
-                        "(Kish); 0 reproduces raw inverse-density weights [0.25]")
+                        "(Kish); 0 reproduces raw inverse-density weights")
 
 
 def _add_stats_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-boot", type=_positive_int, default=1000,
-                   help="bootstrap resamples for the intervals of worst group, gap and ratio [1000]")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap [0]")
+                   help="bootstrap resamples for the intervals of worst group, gap and ratio")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.add_argument("--min-group-size", type=_positive_int, default=30,
-                   help="smaller groups are listed with a warning but not ranked for worst / gap / ratio [30]")
+                   help="smaller groups are listed with a warning but not ranked for worst / gap / ratio")
     p.add_argument("--include-small", action="store_true", help="rank small groups too")
 
 
@@ -85,7 +105,27 @@ def _density_params(args) -> dict:
     return {"bins": args.bins, "alpha": args.alpha} if args.density.startswith("histogram") else {}
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Ends each option's help with its default, unless the help already states it in words.
+
+    Options without a default (None) say "(default: ...)" in their own help; flags are off by default.
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        # Identity, not ==: 0 == False, and a default of 0 is shown.
+        if ("(default:" in text or not action.option_strings or default is None or default is False
+                or default is argparse.SUPPRESS or default == []):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)  # sub-commands too: they are built with this class
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):
         # One line and exit code 2, as for every other bad input.
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
@@ -104,70 +144,83 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
 
     p = sub.add_parser("synth", help="write a synthetic biased face / non-face dataset (.npz)")
     p.add_argument("out", help="output .npz file")
-    p.add_argument("--faces", type=_positive_int, default=2000, help="number of faces [2000]")
-    p.add_argument("--nonfaces", type=_positive_int, default=2000, help="number of non-faces [2000]")
-    p.add_argument("--image-size", type=_positive_int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--faces", type=_positive_int, default=2000, help="number of faces (label 1)")
+    p.add_argument("--nonfaces", type=_positive_int, default=2000, help="number of non-faces (label 0)")
+    p.add_argument("--image-size", type=_positive_int, default=64, help="side of the square images, in pixels")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed draws the same images")
     p.add_argument("--prevalence", action="append", default=[], metavar="ATTR=VALUE:P,...",
-                   help="share of each value of an attribute, e.g. skin_tone=light:0.5,medium:0.45,dark:0.05 "
-                        "(repeatable)")
+                   help="share of each value of an attribute, e.g. skin_tone=light:0.5,medium:0.45,dark:0.05"
+                        "; repeatable (default: 5%% dark skin, 5%% face-like objects among non-faces)")
     p.add_argument("--balanced", action="store_true", help="every attribute value equally common (test sets)")
 
     p = sub.add_parser("train", help="train a standard classifier or a DB-VAE with debiased sampling")
-    p.add_argument("data", help="dataset: .npz, .h5, .zip or folder")
-    p.add_argument("--method", choices=["standard", "dbvae"], default="dbvae")
-    p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--epochs", type=_positive_int, default=6)
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--lr", type=_finite_float, default=5e-4)
+    p.add_argument("data", help=DATA_HELP)
+    p.add_argument("--method", choices=["standard", "dbvae"], default="dbvae",
+                   help="standard: a plain CNN classifier; dbvae: the classifier with a VAE and debiased sampling")
+    p.add_argument("--out", required=True, help="model directory to write (refused if it exists, unless --resume)")
+    p.add_argument("--epochs", type=_positive_int, default=6, help="passes over the training data")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="samples per training step")
+    p.add_argument("--lr", type=_finite_float, default=5e-4, help="Adam learning rate")
     seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, default=0)
+    seeds.add_argument("--seed", type=int, default=0, help="seed of initialisation and sampling (reproducible runs)")
     seeds.add_argument("--seeds", metavar="S,S,...",
                        help="train one model per seed (a model set): --out gets seed-S/ per seed and "
-                            "model_set.json; evaluate and compare take the set as one model")
-    p.add_argument("--latent-dim", type=_positive_int, default=100)
-    p.add_argument("--kl-weight", type=_finite_float, default=0.0005)
+                            "model_set.json; evaluate and compare take the set as one model (default: one model, "
+                            "--seed)")
+    p.add_argument("--latent-dim", type=_positive_int, default=100, help="size of the DB-VAE's latent space")
+    p.add_argument("--kl-weight", type=_finite_float, default=0.0005,
+                   help="weight of the KL divergence in the DB-VAE's loss")
     p.add_argument("--error-upweight", type=_finite_float, default=None,
                    help="JTT's error set: after --error-epoch epochs, draw the samples the model gets wrong "
-                        "this many times more often (within their class); 0 is off [dbvae: 50, standard: 0]")
+                        "this many times more often (within their class); 0 is off (default: dbvae 50, standard 0)")
     p.add_argument("--error-epoch", type=_positive_int, default=1,
-                   help="epochs before the error set is taken (early, before rare samples are memorised) [1]")
+                   help="epochs before the error set is taken (early, before rare samples are memorised)")
     p.add_argument("--error-steps", type=_non_negative_int, default=None,
                    help="take the error set after this many steps of --error-epoch when it is longer; 0: at its "
-                        "end [150]")
+                        "end (default: 150)")
     p.add_argument("--mix-groups", type=_finite_float, default=None,
                    help="share of each batch mixed with a same-class sample from the other side of the error "
-                        "set (LISA over inferred groups; needs --error-upweight) [0: it lost on the benchmark]")
+                        "set (LISA over inferred groups; needs --error-upweight) (default: 0, off: it lost on the "
+                        "benchmark)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... [cuda when present]")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--exclude-from", metavar="AUDIT_DIR/reviews.csv",
+                   help="leave out of training the samples a reviews CSV (columns index,decision; the service's "
+                        "GET /v1/audits/ID/reviews?format=csv) marks exclude; recorded in the model's config.json "
+                        "(default: none, train on every sample)")
+    p.add_argument("--device", help=DEVICE_HELP)
+    _add_progress_option(p)
     _add_data_options(p)
     _add_density_options(p)
 
     p = sub.add_parser("audit", help="find under-represented latent features and anomalies")
-    p.add_argument("data")
+    p.add_argument("data", help=DATA_HELP)
     p.add_argument("--model", required=True, help="DB-VAE model directory from `debias train`")
-    p.add_argument("--out", required=True, help="audit directory to write")
-    p.add_argument("--anomaly-threshold", type=_finite_float, default=3.5, help="robust z-score to flag [3.5]")
-    p.add_argument("--anomaly-on", choices=["both", "density", "reconstruction"], default="both")
-    p.add_argument("--top-features", type=_positive_int, default=5)
+    p.add_argument("--out", required=True, help="audit directory to write (refused if it exists, unless --force)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--anomaly-threshold", type=_finite_float, default=3.5, help="robust z-score to flag")
+    p.add_argument("--anomaly-on", choices=["both", "density", "reconstruction"], default="both",
+                   help="flag samples of rare latent density, badly reconstructed ones, or both")
+    p.add_argument("--top-features", type=_positive_int, default=5,
+                   help="most under-represented latent features reported per class")
     p.add_argument("--max-subgroups", type=_positive_int, default=8,
-                   help="most subgroups per class; how many are found is chosen from the data (BIC) [8]")
+                   help="most subgroups per class; how many are found is chosen from the data (BIC)")
     p.add_argument("--min-subgroup-size", type=_positive_int, default=10,
-                   help="smaller subgroups are listed but flagged small and ranked last [10]")
-    p.add_argument("--no-figures", action="store_true")
-    p.add_argument("--device")
+                   help="smaller subgroups are listed but flagged small and ranked last")
+    p.add_argument("--no-figures", action="store_true", help="write report.json and samples.csv only (faster)")
+    p.add_argument("--device", help=DEVICE_HELP)
+    _add_progress_option(p)
     _add_data_options(p, None)
     _add_density_options(p)
 
     p = sub.add_parser("evaluate", help="accuracy, FNR and FPR per group (label x attributes), with intervals")
     p.add_argument("model", help="model directory, or a model set from `debias train --seeds` (its members' "
                                  "predictions pooled, with mean +- sd across seeds)")
-    p.add_argument("data")
-    p.add_argument("--group-by", default="", help="comma-separated attribute names")
+    p.add_argument("data", help=DATA_HELP)
+    p.add_argument("--group-by", default="", help="comma-separated attribute names (default: none, groups are "
+                                                  "the labels)")
     p.add_argument("--out", help="metrics JSON to write; its per-sample predictions go beside it "
-                                 "(NAME.predictions.csv) for `debias compare`")
-    p.add_argument("--device")
+                                 "(NAME.predictions.csv) for `debias compare` (default: print only)")
+    p.add_argument("--device", help=DEVICE_HELP)
     _add_stats_options(p)
     _add_data_options(p, None)
 
@@ -175,17 +228,28 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
                                        "more than two side by side")
     p.add_argument("metrics", nargs="+", help="metrics JSON files from `debias evaluate --out`; with two, "
                                               "changes are the second minus the first")
-    p.add_argument("--names", help="comma-separated column names [file stems]")
-    p.add_argument("--out", help="paired comparison JSON to write (two evaluations only)")
+    p.add_argument("--names", help="comma-separated column names (default: the files' stems)")
+    p.add_argument("--out", help="paired comparison JSON to write, two evaluations only (default: print only)")
     _add_stats_options(p)
 
     p = sub.add_parser("demo", help="synth -> train standard and DB-VAE -> audit -> evaluate -> compare")
-    p.add_argument("--out", default="demo-out")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="demo-out", help="folder for its datasets, models, audit, metrics and "
+                                                     "comparison.txt; trainings found there are resumed")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the first model of each method")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     p.add_argument("--n-seeds", type=_positive_int, default=None,
                    help="models per method, seeds --seed, --seed + 1, ...; more than one trains model sets and "
-                        "reports mean +- sd across seeds (each seed adds the training time again) [2; --quick: 1]")
+                        "reports mean +- sd across seeds (each seed adds the training time again) "
+                        "(default: 2; --quick: 1)")
+    _add_progress_option(p, "--quiet")
+
+    p = sub.add_parser("pack", help="turn a folder of your own images into a .zip or .npz for debias and the service")
+    p.add_argument("folder", help="a folder with one sub-folder per class (e.g. face/ and not_face/) or with "
+                                  "manifest.csv (columns path,label; any other column is an attribute)")
+    p.add_argument("--out", required=True, help="file to write: .zip keeps the original image files (the service "
+                                                "resizes them on upload); .npz stores them decoded at --image-size")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    _add_data_options(p)
     for extend in extensions:
         (handlers if handlers is not None else {}).update(extend(sub))
     return parser
@@ -214,7 +278,8 @@ def cmd_synth(args) -> None:
         raise DebiasError(f"output must be a .npz file, got {args.out!r}")
     ds = make_synthetic(args.faces, args.nonfaces, args.image_size, args.seed, prevalence, args.balanced)
     save_npz(ds, args.out)
-    print(f"wrote {args.out}: {len(ds)} images ({args.faces} faces, {args.nonfaces} non-faces), "
+    print(f"wrote {args.out}: {plural(len(ds), 'image')} ({plural(args.faces, 'face')}, "
+          f"{plural(args.nonfaces, 'non-face')}), "
           f"{args.image_size}px, attributes: {', '.join(ds.attributes.columns)}")
 
 
@@ -235,24 +300,37 @@ def cmd_train(args) -> None:
                             **default_error_options(args.method, args.epochs, args.error_upweight, args.mix_groups,
                                                     args.error_epoch))
     ds = _load_data(args, args.image_size)
+    exclude = _exclusion(args.exclude_from, ds) if args.exclude_from else None
     if seeds is not None:
         results = train_set(ds, args.out, model_cfg, train_cfg, seeds, resume=args.resume,
-                            progress=not args.no_progress, log=None if args.no_progress else print)
+                            progress=_progress(args), log=None if args.no_progress else print, exclude=exclude)
         accuracy = [r.history[-1]["accuracy"] for r in results.values() if r.history]
-        print(f"trained {args.method} for {args.epochs} epochs with {len(seeds)} seeds "
+        print(f"trained {args.method} for {plural(args.epochs, 'epoch')} with {plural(len(seeds), 'seed')} "
               f"({', '.join(map(str, seeds))}) -> model set {args.out} (last epoch accuracy "
               f"{', '.join(f'{a:.3f}' for a in accuracy)})")
         return
-    result = train_model(ds, args.out, model_cfg, train_cfg, resume=args.resume, progress=not args.no_progress)
+    result = train_model(ds, args.out, model_cfg, train_cfg, resume=args.resume, progress=_progress(args),
+                         exclude=exclude)
     last = result.history[-1] if result.history else {}
-    print(f"trained {args.method} for {len(result.history)} epochs -> {args.out} "
+    print(f"trained {args.method} for {plural(len(result.history), 'epoch')} -> {args.out} "
           f"(last epoch: loss {last.get('loss', float('nan')):.4f}, accuracy {last.get('accuracy', float('nan')):.3f})")
+
+
+def _exclusion(path: str, ds):
+    """The samples a reviews CSV marks exclude, checked against the training data (before any slow work)."""
+    from .reviews import check_audit_folder, read_reviews_csv
+    check_audit_folder(path, ds.labels)
+    exclude = read_reviews_csv(path, ds.labels)
+    exclude.check_fits(ds)
+    print(f"leaving out {exclude.indices.size} of {len(ds)} samples marked exclude in {path}")
+    return exclude
 
 
 def cmd_audit(args) -> None:
     from .modelset import is_model_set, members
     from .pipeline import audit_dataset
     from .report import AuditConfig, check_class_sizes
+    _refuse_existing_folder(args.out, args.force)  # before any slow work
     if is_model_set(args.model):  # one latent space per audit: a member's
         raise DebiasError(f"{args.model} is a model set (one model per seed); audit one of its members, "
                           f"e.g. --model {members(args.model)[0][1]}")
@@ -264,8 +342,18 @@ def cmd_audit(args) -> None:
     ds = _load_data(args, args.image_size or _model_image_size(args.model))
     counts = ds.class_counts()
     check_class_sizes({"positive": counts[1], "negative": counts[0]}, cfg.min_subgroup_size)  # before the forward pass
-    result = audit_dataset(ds, args.model, args.out, cfg, device=args.device, with_figures=not args.no_figures)
+    result = audit_dataset(ds, args.model, args.out, cfg, device=args.device, with_figures=not args.no_figures,
+                           progress=_progress(args))
     print(summarise_audit(result.report, args.out))
+
+
+def _refuse_existing_folder(out: str, force: bool) -> None:
+    """As `train` does: an earlier result is replaced only when asked (the engine replaces it whole, on success)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise DebiasError(f"--out {out} is a file, not a folder; choose a new --out")
+    if not force and path.is_dir() and any(path.iterdir()):
+        raise DebiasError(f"{out} already exists and is not empty; pass --force to replace it or choose a new --out")
 
 
 def _subgroup_line(sg: dict) -> str:
@@ -274,7 +362,8 @@ def _subgroup_line(sg: dict) -> str:
     enriched = (f"{top['attribute']}={top['value']} (precision {top['precision']:.2f}, recall {top['recall']:.2f}, "
                 f"lift {top['lift']:.1f})"
                 if top else "no enriched attribute")
-    return (f"  subgroup {sg['id']} ({sg['class']}{', small' if sg.get('small') else ''}): {sg['n']} samples, "
+    small = ", small" if sg.get("small") else ""
+    return (f"  subgroup {sg['id']} ({sg['class']}{small}): {plural(sg['n'], 'sample')}, "
             f"{sg['share']:.1%} of the class, error rate {error}, {enriched}")
 
 
@@ -291,9 +380,10 @@ def _feature_line(f: dict) -> str:
 def summarise_audit(report: dict, out_dir, top_subgroups: int = 5) -> str:
     an = report["anomalies"]
     subgroups = report.get("subgroups", [])
-    lines = [f"audited {report['summary']['n_samples']} samples -> {out_dir}"]
+    lines = [f"audited {plural(report['summary']['n_samples'], 'sample')} -> {out_dir}"]
     if subgroups:
-        lines.append(f"  {len(subgroups)} subgroups found; the most under-represented and worst served first:")
+        lines.append(f"  {plural(len(subgroups), 'subgroup')} found; the most under-represented and worst served "
+                     f"first:")
         lines += [_subgroup_line(sg) for sg in subgroups[:top_subgroups]]
     features = report["under_represented_features"]
     if features:
@@ -303,7 +393,8 @@ def summarise_audit(report: dict, out_dir, top_subgroups: int = 5) -> str:
     least = sorted((r for r in report["representation"] if r["value"] != "n/a"),
                    key=lambda r: -r["mean_weight_ratio"])[:3]
     for r in least:
-        lines.append(f"  {r['class']} {r['attribute']}={r['value']}: {r['count']} samples ({r['share']:.1%}), "
+        lines.append(f"  {r['class']} {r['attribute']}={r['value']}: {plural(r['count'], 'sample')} "
+                     f"({r['share']:.1%}), "
                      f"drawn {r['mean_weight_ratio']:.2f}x as often as uniform")
     return "\n".join(lines)
 
@@ -359,11 +450,23 @@ def cmd_compare(args) -> None:
 
 def cmd_demo(args) -> None:
     from .demo import run_demo
-    run_demo(Path(args.out), seed=args.seed, quick=args.quick, n_seeds=args.n_seeds)
+    run_demo(Path(args.out), seed=args.seed, quick=args.quick, n_seeds=args.n_seeds, progress=_progress(args))
+
+
+def cmd_pack(args) -> None:
+    from .pack import pack_folder
+    ds = pack_folder(args.folder, args.out, image_size=args.image_size, positive=args.positive, force=args.force)
+    counts = ds.class_counts()
+    attributes = ", ".join(map(str, ds.attributes.columns)) or "none"
+    how = f"images at {ds.image_size}px" if args.out.lower().endswith(".npz") else "the original image files"
+    hint = f"; read it with --positive {args.positive} (on upload: positive={args.positive})" if (
+        args.positive and args.out.lower().endswith(".zip")) else ""
+    print(f"wrote {args.out}: {plural(len(ds), 'image')} ({counts[1]} positive, {counts[0]} negative), {how}, "
+          f"attributes: {attributes}{hint}")
 
 
 COMMANDS = {"synth": cmd_synth, "train": cmd_train, "audit": cmd_audit, "evaluate": cmd_evaluate,
-            "compare": cmd_compare, "demo": cmd_demo}
+            "compare": cmd_compare, "demo": cmd_demo, "pack": cmd_pack}
 
 
 def main(argv: list[str] | None = None, extensions: list[Extension] = ()) -> int:

@@ -33,8 +33,17 @@ FULL = DemoSize(faces=3000, nonfaces=3000, test_per_class=600, image_size=64, ep
 QUICK = DemoSize(faces=120, nonfaces=120, test_per_class=60, image_size=32, epochs=1)
 
 
-def run_demo(out: Path, seed: int = 0, quick: bool = False, n_seeds: int | None = None, log=print) -> dict:
-    """The whole loop; with `n_seeds` > 1 each method is a model set of seeds seed, seed + 1, ..."""
+COMPARISON_FILE = "comparison.txt"  # the printed comparison, kept with the demo's other outputs
+STEPS = 5
+
+
+def run_demo(out: Path, seed: int = 0, quick: bool = False, n_seeds: int | None = None, log=print,
+             progress: bool = True) -> dict:
+    """The whole loop; with `n_seeds` > 1 each method is a model set of seeds seed, seed + 1, ...
+
+    progress: training progress bars (the CLI turns them off when stderr is not a terminal).
+    """
+    from .cli import plural, summarise_audit
     size = QUICK if quick else FULL
     n_seeds = size.n_seeds if n_seeds is None else n_seeds
     seeds = list(range(seed, seed + n_seeds))
@@ -47,38 +56,39 @@ def run_demo(out: Path, seed: int = 0, quick: bool = False, n_seeds: int | None 
                              balanced=True)
     save_npz(train_ds, out / "train.npz")
     save_npz(test_ds, out / "test.npz")
-    log(f"1/4 synthesised a biased training set ({len(train_ds)} images: 5% dark-skinned faces, "
+    log(f"1/{STEPS} synthesised a biased training set ({plural(len(train_ds), 'image')}: 5% dark-skinned faces, "
         f"5% face-like objects among non-faces) and a balanced test set ({len(test_ds)})")
 
     metrics = {}
-    for method in ("standard", "dbvae"):
+    for step, method in enumerate(("standard", "dbvae"), start=2):
         t = time.perf_counter()
         model_dir = out / "models" / method
         model_cfg = ModelConfig(method=method, image_size=size.image_size)
         train_cfg = TrainConfig(epochs=size.epochs, seed=seed, **default_error_options(method, size.epochs))
         if len(seeds) > 1:
-            train_set(train_ds, model_dir, model_cfg, train_cfg, seeds, resume=model_dir.exists(), progress=True)
+            train_set(train_ds, model_dir, model_cfg, train_cfg, seeds, resume=model_dir.exists(), progress=progress)
             metrics[method] = evaluate_set(model_dir, test_ds, GROUP_BY)
         else:
-            train_model(train_ds, model_dir, model_cfg, train_cfg, resume=model_dir.exists(), progress=True)
+            train_model(train_ds, model_dir, model_cfg, train_cfg, resume=model_dir.exists(), progress=progress)
             metrics[method] = evaluate_model(model_dir, test_ds, GROUP_BY)
-        log(f"2/4 trained {method} for {size.epochs} epochs{f' x {len(seeds)} seeds' if len(seeds) > 1 else ''} "
+        log(f"{step}/{STEPS} trained {method} for {plural(size.epochs, 'epoch')}"
+            f"{f' x {len(seeds)} seeds' if len(seeds) > 1 else ''} "
             f"in {time.perf_counter() - t:.0f}s -> {model_dir}")
         write_evaluation(out / f"metrics_{method}.json", metrics[method])
 
     audit_dir = out / "audit"
     dbvae_dir = out / "models" / "dbvae"
     audited = members(dbvae_dir)[0][1] if len(seeds) > 1 else dbvae_dir  # a set: its first seed's latent space
-    result = audit_dataset(train_ds, audited, audit_dir, AuditConfig())
-    from .cli import summarise_audit
-    log("3/4 " + summarise_audit(result.report, audit_dir))
+    result = audit_dataset(train_ds, audited, audit_dir, AuditConfig(), progress=progress)
+    log(f"4/{STEPS} " + summarise_audit(result.report, audit_dir))
 
-    log("4/4 accuracy per group on the balanced test set (label x skin_tone x kind):")
     # Paired: both models scored on the same test images (McNemar, paired bootstrap).
     paired = paired_comparison(metrics["standard"], metrics["dbvae"], ("standard", "dbvae"))
-    log(format_paired(paired))
-    for note in paired["warnings"]:
-        log(f"warning: {note}")
+    comparison = "\n".join(["accuracy per group on the balanced test set (label x skin_tone x kind):",
+                            format_paired(paired), *(f"warning: {note}" for note in paired["warnings"])])
+    (out / COMPARISON_FILE).write_text(comparison + "\n")
+    log(f"{STEPS}/{STEPS} {comparison}")
+    log(f"comparison saved to {out / COMPARISON_FILE}")
     log(f"figures: {', '.join(str(audit_dir / f) for f in result.report['figures'].values())}")
     log(f"done in {time.perf_counter() - started:.0f}s")
     return {"metrics": metrics, "report": result.report}

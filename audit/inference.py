@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -15,16 +16,18 @@ def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict(model: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 512,
-            want_recon_error: bool = True) -> dict[str, np.ndarray]:
+            want_recon_error: bool = True, progress: bool = False) -> dict[str, np.ndarray]:
     """Logits for every image; for a DB-VAE also latent mean, log-variance and L1 error.
 
     Reconstruction error is decoded from the latent mean, so it is deterministic.
+    progress: a progress bar over the batches (the CLI's audit; never in a service job's log).
     """
     was_training = model.training
     model.eval()
     parts: dict[str, list[np.ndarray]] = {}
     try:
-        for start in range(0, len(images), batch_size):
+        for start in tqdm(range(0, len(images), batch_size), desc="encoding", unit="batch", leave=False,
+                          disable=not progress):
             x = to_tensor(images[start:start + batch_size], device)
             if hasattr(model, "encode"):
                 logit, mu, logvar = model.encode(x)

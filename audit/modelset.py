@@ -104,11 +104,12 @@ def members(path: str | Path) -> list[tuple[int, Path]]:
 
 
 def train_set(dataset, out_dir: str | Path, model_cfg, train_cfg, seeds: list[int], resume: bool = False,
-              progress: bool = True, callback=None, log=None) -> dict:
+              progress: bool = True, callback=None, log=None, exclude=None) -> dict:
     """Train one model per seed into OUT/seed-N (audit.pipeline.train_model), then write the manifest.
 
     Returns {seed: TrainResult}. With `resume`, members already trained are continued (a finished
     member is left as it is), the others started; the seeds must be those of an existing manifest.
+    `exclude` (audit.reviews.Exclusion) leaves the same samples out of every member.
     """
     from .pipeline import train_model
     seeds = parse_seeds(",".join(map(str, seeds)))
@@ -128,7 +129,7 @@ def train_set(dataset, out_dir: str | Path, model_cfg, train_cfg, seeds: list[in
             log(f"seed {seed} ({i + 1} of {len(seeds)}) -> {member}")
         again = resume and (member / "checkpoints").is_dir() and any((member / "checkpoints").iterdir())
         results[seed] = train_model(dataset, member, model_cfg, replace(train_cfg, seed=seed), resume=again,
-                                    progress=progress, callback=callback)
+                                    progress=progress, callback=callback, exclude=exclude)
     from . import __version__
     write_json(out_dir / MANIFEST, {"seeds": seeds, "members": [member_name(s) for s in seeds],
                                     "method": model_cfg.method, "version": __version__})

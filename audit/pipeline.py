@@ -21,27 +21,48 @@ from .inference import decode, predict
 from .models import ModelConfig, check_image_size, pick_device
 from .outputs import staged_directory
 from .report import CLASS_NAMES, AuditConfig, AuditResult, run_audit
+from .reviews import Exclusion, check_resume, expand_flags, mark_config, read_record, write_record
 from .subgroups import grid_members
 from .training import ERROR_SET_FILE, TrainConfig, TrainResult, train
 
 
 def train_model(dataset: ImageDataset, out_dir: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                resume: bool = False, progress: bool = True, callback=None) -> TrainResult:
+                resume: bool = False, progress: bool = True, callback=None,
+                exclude: Exclusion | None = None) -> TrainResult:
+    """Train on `dataset`, without the samples `exclude` names (review decisions) when given.
+
+    The exclusion is a subset taken here, before training, so the training loop never knows about it;
+    the model directory records it (exclusion.json, config.json's `exclusion`).
+    """
     out_dir = Path(out_dir)
     if not resume and out_dir.exists() and any(out_dir.iterdir()):
         raise DebiasError(f"{out_dir} already exists and is not empty; pass --resume to continue it "
                           f"or choose a new --out")
-    return train(dataset, model_cfg, train_cfg, out_dir, resume=resume, progress=progress, callback=callback)
+    if resume:
+        check_resume(out_dir, exclude)
+    n_total = len(dataset)
+    if exclude is not None:
+        dataset = exclude.apply(dataset)
+        write_record(out_dir, exclude, n_total)
+    result = train(dataset, model_cfg, train_cfg, out_dir, resume=resume, progress=progress, callback=callback)
+    if exclude is not None:  # after training: each epoch rewrites config.json
+        mark_config(out_dir, exclude, n_total)
+    return result
 
 
 def audit_dataset(dataset: ImageDataset, model_dir: str | Path, out_dir: str | Path, cfg: AuditConfig,
-                  device: str | None = None, with_figures: bool = True) -> AuditResult:
-    """Audit `dataset` in the latent space of `model_dir`; writes report.json, samples.csv, figures."""
+                  device: str | None = None, with_figures: bool = True, progress: bool = False) -> AuditResult:
+    """Audit `dataset` in the latent space of `model_dir`; writes report.json, samples.csv, figures.
+
+    `out_dir` is replaced whole once the audit succeeds: refusing an existing one is the caller's choice
+    (the CLI refuses it without --force; the service writes a new folder per audit).
+    progress: a progress bar over the forward pass.
+    """
     dev = pick_device(device)
     model, _ = load_model(model_dir, dev)
     check_image_size(model.cfg.image_size, dataset.image_size)
     errors, note = load_error_set(model_dir, len(dataset))
-    result = run_audit(model, dataset, cfg, dev, errors=errors)
+    result = run_audit(model, dataset, cfg, dev, errors=errors, progress=progress)
     if note:
         result.report["subgroup_discovery"]["notes"] = [note]
     with staged_directory(out_dir) as stage:
@@ -65,8 +86,12 @@ def load_error_set(model_dir: str | Path, n: int) -> tuple[np.ndarray | None, st
         flags = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         return None, f"{ERROR_SET_FILE} in the model directory is unreadable ({exc}); left out"
-    if flags.shape != (n,) or not np.issubdtype(flags.dtype, np.number):
-        return None, f"{ERROR_SET_FILE} holds {flags.shape} flags for {n} samples (another dataset?); left out"
+    shape = flags.shape
+    if shape != (n,) and flags.ndim == 1 and np.issubdtype(flags.dtype, np.number):
+        # A model trained without excluded samples (audit.reviews) flagged only the samples it trained on.
+        flags = expand_flags(flags, read_record(model_dir), n)
+    if flags is None or flags.shape != (n,) or not np.issubdtype(flags.dtype, np.number):
+        return None, f"{ERROR_SET_FILE} holds {shape} flags for {n} samples (another dataset?); left out"
     flags = flags.astype(np.float64)
     if not np.isfinite(flags).all() or flags.min() < 0 or flags.max() > 1:
         return None, f"{ERROR_SET_FILE} holds values outside [0, 1]; left out"

@@ -183,11 +183,11 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
 
 
 def run_audit(model, dataset: ImageDataset, cfg: AuditConfig, device,
-              errors: np.ndarray | None = None) -> AuditResult:
+              errors: np.ndarray | None = None, progress: bool = False) -> AuditResult:
     """The forward pass, then `audit_latents`; `errors` as there (the training's error set, if any)."""
     if not hasattr(model, "encode"):
         raise DebiasError("auditing needs a DB-VAE model (its latent space); train one with --method dbvae")
-    out = predict(model, dataset.images, device)
+    out = predict(model, dataset.images, device, progress=progress)
     return audit_latents(out["mu"], dataset.labels, cfg, out["recon_error"], dataset.attributes,
                          logit=out["logit"], errors=errors)
 

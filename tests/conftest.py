@@ -1,10 +1,22 @@
 """Tiny synthetic data shared by the tests: 16x16 images, a few dozen samples."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
 from audit.synth import make_synthetic, save_npz
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line per reason tests were skipped (e.g. no DEBIAS_TEST_DATABASE_URL), without needing -rs."""
+    reasons = Counter(report.longrepr[2].removeprefix("Skipped: ")
+                      for report in terminalreporter.stats.get("skipped", [])
+                      if isinstance(report.longrepr, tuple))
+    for reason, n in reasons.most_common():
+        terminalreporter.write_line(f"{n} skipped: {reason}")
+
 
 SIZE = 16
 

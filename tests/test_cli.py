@@ -139,7 +139,7 @@ def test_end_to_end_synth_train_audit_evaluate_compare(capsys, tmp_path):
     for method in ("standard", "dbvae"):
         code, out, err = run(capsys, "train", data, "--method", method, "--out", tmp_path / method, *TRAIN_SMALL)
         assert code == 0, err
-        assert f"trained {method} for 1 epochs" in out
+        assert f"trained {method} for 1 epoch " in out
 
     code, out, err = run(capsys, "audit", data, "--model", tmp_path / "dbvae", "--out", tmp_path / "audit",
                          "--density", "gmm")

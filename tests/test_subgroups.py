@@ -229,7 +229,7 @@ def test_debias_audit_writes_subgroups(capsys, tmp_path, tiny_npz):
     assert report["subgroup_discovery"]["under_representation_signals"] == ["density", "error_set"]  # the final loss is not used beside it
 
     np.save(model / "error_set.npy", np.ones(7))                              # another dataset's: left out
-    assert main(["audit", str(tiny_npz), "--model", str(model), "--out", str(out_dir), "--no-figures"]) == 0
+    assert main(["audit", str(tiny_npz), "--model", str(model), "--out", str(out_dir), "--no-figures", "--force"]) == 0
     report = json.loads((out_dir / "report.json").read_text())
     assert "error_set" not in report["subgroup_discovery"]["under_representation_signals"]
     assert "(7,) flags for 48 samples" in report["subgroup_discovery"]["notes"][0]

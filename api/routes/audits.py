@@ -12,9 +12,10 @@ from audit.csvsafe import safe_row
 from audit.errors import DebiasError
 
 from ..deps import CurrentOwner, SessionDep, SettingsDep
-from ..schemas import Accepted, AuditCreate, AuditOut, ScorePage
+from ..schemas import Accepted, AuditCreate, AuditOut, ReviewState, ScorePage
 from ..services import NotFound
 from ..services import audits as service
+from ..services import reviews as review_service
 from ..services.runners import audit_dir
 from ..tables import Audit
 from .params import MAX_ID, OptionalQueryId, PathId
@@ -62,16 +63,21 @@ Order = Literal["anomaly_score", "sampling_weight", "under_representation"]
 Subgroup = Annotated[int | None, Query(ge=0, le=MAX_ID, description="only this discovered subgroup's samples")]
 
 
-def _filter(order: str, label: int | None, attribute: list[str] | None, min_score: float | None,
-            only_anomalies: bool = False, subgroup: int | None = None) -> service.ScoreFilter:
+def parse_attributes(attribute: list[str] | None) -> dict[str, str]:
     attributes = {}
     for item in attribute or []:
         name, sep, value = item.partition(":")
         if not sep or not name:
             raise DebiasError(f"attribute filter {item!r} must be NAME:VALUE, e.g. skin_tone:dark")
         attributes[name] = value
-    return service.ScoreFilter(order=order, label=label, attributes=attributes, min_score=min_score,
-                               only_anomalies=only_anomalies, subgroup=subgroup)
+    return attributes
+
+
+def _filter(order: str, label: int | None, attribute: list[str] | None, min_score: float | None,
+            only_anomalies: bool = False, subgroup: int | None = None,
+            review: str | None = None) -> service.ScoreFilter:
+    return service.ScoreFilter(order=order, label=label, attributes=parse_attributes(attribute),
+                               min_score=min_score, only_anomalies=only_anomalies, subgroup=subgroup, review=review)
 
 
 def _listing(request: Request, audit: Audit, session, f: service.ScoreFilter, limit: int, cursor: str | None,
@@ -83,8 +89,9 @@ def _listing(request: Request, audit: Audit, session, f: service.ScoreFilter, li
         return StreamingResponse(rows, media_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="audit-{audit.id}-{f.order}.csv"'})
     result = service.page(session, audit, f, limit, cursor, before)
-    return ScorePage(items=[score_out(r, audit.dataset_id) for r in result.rows], next_cursor=result.next_cursor,
-                     prev_cursor=result.prev_cursor, limit=limit)
+    decided = review_service.decisions_of(session, audit.id, [r.sample_index for r in result.rows])
+    return ScorePage(items=[score_out(r, audit.dataset_id, decided.get(r.sample_index)) for r in result.rows],
+                     next_cursor=result.next_cursor, prev_cursor=result.prev_cursor, limit=limit)
 
 
 def _csv_rows(sessions, owner_id: int, audit_id: int, f: service.ScoreFilter):
@@ -110,6 +117,8 @@ def _csv_rows(sessions, owner_id: int, audit_id: int, f: service.ScoreFilter):
 Limit = Annotated[int, Query(ge=1, le=500, description="items per page")]
 Attribute = Annotated[list[str] | None, Query(description="NAME:VALUE, repeatable")]
 Before = Annotated[str | None, Query(description="a page's prev_cursor: the page before it")]
+Review = Annotated[ReviewState | None, Query(description="only samples in this review state: a decision, any "
+                                             "(decided) or none (not yet)")]
 
 
 @router.get("/v1/audits/{audit_id}/anomalies", response_model=ScorePage,
@@ -118,12 +127,12 @@ def list_anomalies(request: Request, audit_id: PathId, session: SessionDep, owne
                    cursor: str | None = None, before: Before = None,
                    label: Annotated[int | None, Query(ge=0, le=1)] = None,
                    attribute: Attribute = None, min_score: float | None = None,
-                   flagged_only: bool = False, subgroup: Subgroup = None,
+                   flagged_only: bool = False, subgroup: Subgroup = None, review: Review = None,
                    format: Literal["json", "csv"] = "json"):
     """Samples by anomaly score, highest first; `next_cursor` pages on, `prev_cursor` (as `before`) back;
     `format=csv` streams them all."""
     audit = service.get_ready(session, owner.id, audit_id)
-    f = _filter("anomaly_score", label, attribute, min_score, flagged_only, subgroup)
+    f = _filter("anomaly_score", label, attribute, min_score, flagged_only, subgroup, review)
     return _listing(request, audit, session, f, limit, cursor, before, format)
 
 
@@ -133,9 +142,9 @@ def list_samples(request: Request, audit_id: PathId, session: SessionDep, owner:
                  order: Order = "sampling_weight", limit: Limit = 50, cursor: str | None = None,
                  before: Before = None, label: Annotated[int | None, Query(ge=0, le=1)] = None,
                  attribute: Attribute = None, min_score: float | None = None, subgroup: Subgroup = None,
-                 format: Literal["json", "csv"] = "json"):
+                 review: Review = None, format: Literal["json", "csv"] = "json"):
     """Samples by `order` (sampling_weight: most often drawn first; under_representation: the most
     under-represented first); paged like the anomalies; `subgroup` keeps one discovered subgroup."""
     audit = service.get_ready(session, owner.id, audit_id)
-    f = _filter(order, label, attribute, min_score, subgroup=subgroup)
+    f = _filter(order, label, attribute, min_score, subgroup=subgroup, review=review)
     return _listing(request, audit, session, f, limit, cursor, before, format)

@@ -43,10 +43,10 @@ def audit_out(row: Audit, with_report: bool = True) -> AuditOut:
     return out.model_copy(update={"report": report})
 
 
-def score_out(row: AuditScore, dataset_id: int) -> ScoreOut:
+def score_out(row: AuditScore, dataset_id: int, review: str | None = None) -> ScoreOut:
     return ScoreOut(index=row.sample_index, label=row.label, log_density=row.log_density,
                     sampling_weight=row.sampling_weight, anomaly_score=row.anomaly_score,
                     is_anomaly=row.is_anomaly, reconstruction_error=row.reconstruction_error,
                     predicted_probability=row.predicted_probability, subgroup=row.subgroup,
                     under_representation=row.under_representation, attributes=row.attributes,
-                    image_url=image_url(dataset_id, row.sample_index))
+                    image_url=image_url(dataset_id, row.sample_index), review=review)

@@ -18,7 +18,7 @@ from audit.errors import DebiasError
 from audit.report import check_class_sizes
 
 from ..settings import Settings
-from ..tables import Audit, AuditScore, Job
+from ..tables import Audit, AuditReview, AuditScore, Job
 from . import Conflict, owned, owned_rows
 from . import datasets as dataset_service
 from . import jobs as job_service
@@ -42,6 +42,10 @@ class ScoreFilter:
     min_score: float | None = None         # on the ordering column
     only_anomalies: bool = False
     subgroup: int | None = None
+    review: str | None = None              # a review state: a decision, "any" or "none" (see REVIEW_STATES)
+
+
+REVIEW_STATES = ("reviewed", "keep", "exclude", "any", "none")
 
 
 def start_audit(session: Session, settings: Settings, owner_id: int, dataset_id: int, model_id: int | None,
@@ -152,7 +156,24 @@ def _query(audit_id: int, f: ScoreFilter, dialect: str):
         q = q.where(AuditScore.subgroup == f.subgroup)
     for name, value in (f.attributes or {}).items():
         q = q.where(_attribute_equals(dialect, name, value))
+    if f.review is not None:
+        q = q.where(_review_state(f.review))
     return q, col
+
+
+def _review_state(state: str):
+    """The sample's review decision is `state` ("any": it has one, "none": it has none yet)."""
+    decided = exists().where(AuditReview.audit_id == AuditScore.audit_id,
+                             AuditReview.sample_index == AuditScore.sample_index)
+    if state == "none":
+        return ~decided
+    return decided if state == "any" else decided.where(AuditReview.decision == state)
+
+
+def select_scores(session: Session, audit: Audit, f: ScoreFilter):
+    """The checked query of the audit's score rows that `f` keeps (unordered), for callers beyond paging."""
+    _check_query(session, audit, f)
+    return _query(audit.id, f, session.get_bind().dialect.name)[0]
 
 
 @dataclass
@@ -213,6 +234,8 @@ def _check_filter(f: ScoreFilter) -> None:
     """Refuse what no stored score can match, rather than silently matching nothing."""
     if f.min_score is not None and not math.isfinite(f.min_score):
         raise DebiasError(f"min_score must be a finite number, got {f.min_score}")
+    if f.review is not None and f.review not in REVIEW_STATES:
+        raise DebiasError(f"unknown review state {f.review!r}; choose one of {', '.join(REVIEW_STATES)}")
     for name, value in (f.attributes or {}).items():
         for what, text in (("name", name), ("value", value)):
             if len(text) > MAX_FILTER_CHARS or "\x00" in text:

@@ -18,7 +18,7 @@ from audit.errors import DatasetError
 from audit.loaders import load_dataset
 
 from ..settings import Settings
-from ..tables import Audit, AuditScore, Dataset, Evaluation, Job, ModelSet, Sample, TrainedModel
+from ..tables import Audit, AuditReview, AuditScore, Dataset, Evaluation, Job, ModelSet, Sample, TrainedModel
 from . import Conflict, NotFound, owned, owned_rows
 from .bulk import bulk_insert
 
@@ -192,6 +192,7 @@ def delete_dataset(session: Session, settings: Settings, owner_id: int, dataset_
     audit_ids = list(session.scalars(select(Audit.id).where(
         (Audit.dataset_id == dataset_id) | Audit.model_id.in_(model_ids))))
     # Explicit deletes: SQLite only cascades with its foreign-key pragma, and this says what goes.
+    session.execute(delete(AuditReview).where(AuditReview.audit_id.in_(audit_ids)))
     session.execute(delete(AuditScore).where(AuditScore.audit_id.in_(audit_ids)))
     session.execute(delete(Audit).where(Audit.id.in_(audit_ids)))
     session.execute(delete(Evaluation).where((Evaluation.dataset_id == dataset_id)

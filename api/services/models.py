@@ -10,6 +10,7 @@ from ..settings import Settings
 from ..tables import Dataset, Evaluation, Job, TrainedModel
 from . import Conflict, owned, owned_rows
 from . import jobs as job_service
+from . import reviews as review_service
 from .limits import check_inference, check_training
 from .locks import lock_datasets, lock_model_source
 
@@ -27,11 +28,19 @@ def start_training(session: Session, settings: Settings, owner_id: int, dataset_
     """A model row and its training job. `commit=False` leaves the commit to the caller (a model set
     commits all its members at once)."""
     [dataset] = lock_datasets(session, owner_id, [dataset_id])  # until commit: a delete waits (see locks)
+    options, payload = dict(options), {}
+    if options.get("exclude_from_audit") is None:
+        options.pop("exclude_from_audit", None)
+    else:
+        # The decisions as they are now: later reviews (or a retry of the job) do not change what it leaves out.
+        payload["exclude"] = review_service.exclusion_for(session, owner_id, options["exclude_from_audit"], dataset)
+        options["excluded_samples"] = len(payload["exclude"])
     model = new_model_row(owner_id, dataset, options, model_set_id)
     check_training(settings, dataset, model)  # 422 before anything is stored
     session.add(model)
     session.flush()
-    job = job_service.enqueue(session, owner_id, "train", {"model_id": model.id}, dataset.id, settings.max_attempts)
+    job = job_service.enqueue(session, owner_id, "train", {"model_id": model.id, **payload}, dataset.id,
+                              settings.max_attempts)
     model.job_id = job.id
     if commit:
         session.commit()

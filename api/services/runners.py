@@ -20,6 +20,7 @@ from audit.errors import DebiasError
 from audit.models import ModelConfig
 from audit.pipeline import audit_dataset, evaluate_model, train_model
 from audit.report import AuditConfig
+from audit.reviews import Exclusion
 from audit.training import ERROR_STEPS, TrainConfig, default_error_options
 
 from ..settings import Settings
@@ -100,7 +101,10 @@ def _train(ctx: JobContext, model: TrainedModel, ds, start: float, span: float) 
 
     if not resume and out.exists():
         shutil.rmtree(out)
-    result = train_model(ds, out, cfg, train_cfg, resume=resume, progress=False, callback=on_step)
+    # Frozen when the job was queued (services.reviews.exclusion_for); the engine trains on the rest.
+    exclude = (Exclusion.of(ctx.payload["exclude"], f"audit {opts.get('exclude_from_audit')}")
+               if ctx.payload.get("exclude") else None)
+    result = train_model(ds, out, cfg, train_cfg, resume=resume, progress=False, callback=on_step, exclude=exclude)
     model.history = result.history
 
 
@@ -117,7 +121,8 @@ class TrainRunner:
             job = _claimed_job(session, ctx)
             session.execute(update(TrainedModel).where(TrainedModel.id == model.id)
                             .values(status="ready", history=model.history))
-            finish(session, job, "succeeded", f"trained {model.method} for {len(model.history)} epochs")
+            epochs = len(model.history)
+            finish(session, job, "succeeded", f"trained {model.method} for {epochs} epoch{'' if epochs == 1 else 's'}")
             session.commit()
 
     def discard(self, settings: Settings, payload: dict) -> None:

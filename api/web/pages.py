@@ -162,9 +162,9 @@ def dataset_page(request: Request, dataset_id: PathId, session: SessionDep, owne
 @router.get("/audits/{audit_id}")
 def audit_page(request: Request, audit_id: PathId, session: SessionDep, settings: SettingsDep, owner: PageOwner,
                label: str | None = None, attribute: str | None = None, min_score: str | None = None,
-               cursor: str | None = None, before: str | None = None):
+               cursor: str | None = None, before: str | None = None, review: str | None = None):
     _owner(request, owner)
-    q = views.AnomalyQuery.parse(label, attribute, min_score, cursor, before)
+    q = views.AnomalyQuery.parse(label, attribute, min_score, cursor, before, review)
     ctx = views.audit_page(session, settings, owner.id, audit_id, views.LinkedImages(), q)
     return render(request, "audit.html", standalone=False, **ctx)
 

@@ -20,12 +20,14 @@ from audit.features import TRAVERSAL_STEPS
 from audit.stats import as_interval, wilson_interval
 
 from ..routes.shapes import image_url
+from ..schemas import ModelCreate
 from ..services import Conflict, NotFound
 from ..services import audits as audit_service
 from ..services import comparison as comparison_service
 from ..services import datasets as dataset_service
 from ..services import jobs as job_service
 from ..services import models as model_service
+from ..services import reviews as review_service
 from ..services.runners import audit_dir
 from ..settings import Settings
 from ..tables import Audit, AuditScore, Dataset, Job, Sample, TrainedModel
@@ -51,6 +53,7 @@ class Thumb:
     alt: str
     caption: str = ""
     index: int | None = None
+    review: str | None = None   # the sample's review decision in the audit shown, if any
 
 
 class LinkedImages:
@@ -152,7 +155,18 @@ def dataset_page(session: Session, owner_id: int, dataset_id: int) -> dict:
     models = [{"row": m, "job": job_view(session, owner_id, m.job_id)}
               for m in model_service.list_for(session, owner_id, row.id)]
     return {"dataset": row, "thumbs": thumbs, "balance": balance, "attribute_charts": attribute_charts,
-            "audits": audits, "models": models}
+            "audits": audits, "models": models, "exclusions": exclusions(session, owner_id, row.id)}
+
+
+def exclusions(session: Session, owner_id: int, dataset_id: int) -> list[dict]:
+    """The dataset's ready audits that mark samples exclude: what "retrain without excluded" can start from."""
+    out = []
+    for a in audit_service.list_for(session, owner_id, dataset_id):
+        if a.status == "ready":
+            n = review_service.counts(session, a.id)[review_service.EXCLUDE]
+            if n:
+                out.append({"audit": a, "excluded": n})
+    return out
 
 
 # ------------------------------------------------------------------ audit report
@@ -164,7 +178,7 @@ def extremes(session: Session, audit_id: int, label: int, n: int, lowest: bool) 
                                 .order_by(*order).limit(n)))
 
 
-def score_thumb(images, audit: Audit, r: AuditScore, what: str = "anomaly") -> Thumb:
+def score_thumb(images, audit: Audit, r: AuditScore, what: str = "anomaly", review: str | None = None) -> Thumb:
     if what == "weight":
         alt = (f"sample {r.sample_index}, label {label_text(r.label)}, sampling weight {fmt(r.sampling_weight)}, "
                f"anomaly score {r.anomaly_score:.1f}")
@@ -172,7 +186,9 @@ def score_thumb(images, audit: Audit, r: AuditScore, what: str = "anomaly") -> T
     else:
         alt = f"sample {r.sample_index}, label {label_text(r.label)}, anomaly score {r.anomaly_score:.1f}"
         caption = f"#{r.sample_index}"
-    return Thumb(images.sample(audit.dataset_id, r.sample_index), alt, caption, r.sample_index)
+    if review:
+        alt += f", review decision {review}"
+    return Thumb(images.sample(audit.dataset_id, r.sample_index), alt, caption, r.sample_index, review)
 
 
 @dataclass
@@ -180,14 +196,21 @@ class AnomalyQuery:
     label: int | None = None
     attribute: str | None = None       # NAME:VALUE
     min_score: float | None = None
+    review: str | None = None          # a review state (audit_service.REVIEW_STATES)
     cursor: str | None = None          # the page after this cursor
     before: str | None = None          # or the page before this one
     errors: list[str] = field(default_factory=list)
 
     @classmethod
     def parse(cls, label: str | None, attribute: str | None, min_score: str | None, cursor: str | None,
-              before: str | None = None) -> AnomalyQuery:
+              before: str | None = None, review: str | None = None) -> AnomalyQuery:
         q = cls(cursor=cursor or None, before=before or None)
+        if review:
+            if review in audit_service.REVIEW_STATES:
+                q.review = review
+            else:
+                q.errors.append(f"review state must be one of {', '.join(audit_service.REVIEW_STATES)}, "
+                                f"got {review[:40]!r}")
         if label not in (None, ""):
             if label in ("0", "1"):
                 q.label = int(label)
@@ -208,10 +231,11 @@ class AnomalyQuery:
     def filter(self) -> audit_service.ScoreFilter:
         attrs = dict([self.attribute.split(":", 1)]) if self.attribute else {}
         return audit_service.ScoreFilter(order="anomaly_score", label=self.label, attributes=attrs,
-                                         min_score=self.min_score)
+                                         min_score=self.min_score, review=self.review)
 
     def params(self, **override) -> dict:
-        out = {"label": self.label, "attribute": self.attribute, "min_score": self.min_score, **override}
+        out = {"label": self.label, "attribute": self.attribute, "min_score": self.min_score, "review": self.review,
+               **override}
         return {k: v for k, v in out.items() if v is not None and v != ""}
 
 
@@ -222,7 +246,10 @@ def anomaly_rows(session: Session, audit: Audit, q: AnomalyQuery, images, limit:
             result = audit_service.page(session, audit, q.filter(), limit, q.cursor, q.before)
         except (audit_service.InvalidCursor, DebiasError) as exc:
             errors.append(str(exc))
-    return {"rows": [{"score": r, "thumb": score_thumb(images, audit, r)} for r in result.rows],
+    decided = review_service.decisions_of(session, audit.id, [r.sample_index for r in result.rows])
+    return {"rows": [{"score": r, "review": decided.get(r.sample_index),
+                      "thumb": score_thumb(images, audit, r, review=decided.get(r.sample_index))}
+                     for r in result.rows],
             "next_cursor": result.next_cursor, "prev_cursor": result.prev_cursor, "errors": errors}
 
 
@@ -316,8 +343,10 @@ def audit_page(session: Session, settings: Settings, owner_id: int, audit_id: in
     features = report.get("under_represented_features", [])
     side_by_side = []
     for label in (1, 0):
-        lowest = [score_thumb(images, audit, r, "weight") for r in extremes(session, audit.id, label, EXTREMES, True)]
-        highest = [score_thumb(images, audit, r, "weight") for r in extremes(session, audit.id, label, EXTREMES, False)]
+        low, high = (extremes(session, audit.id, label, EXTREMES, lowest) for lowest in (True, False))
+        decided = review_service.decisions_of(session, audit.id, [r.sample_index for r in low + high])
+        lowest, highest = ([score_thumb(images, audit, r, "weight", decided.get(r.sample_index)) for r in rows]
+                           for rows in (low, high))
         if lowest or highest:
             side_by_side.append({"class": label_text(label), "lowest": lowest, "highest": highest})
     figures = [(name, images.figure(audit, name)) for name in (report.get("figures") or {})]
@@ -328,6 +357,8 @@ def audit_page(session: Session, settings: Settings, owner_id: int, audit_id: in
                relations=_relations(report), figures=[(n, src) for n, src in figures if src],
                anomalies=anomaly_rows(session, audit, q, images, anomaly_limit), query=q,
                attribute_options=attribute_options, anomaly_info=report.get("anomalies", {}),
+               review_counts=review_service.counts(session, audit.id), decisions=review_service.DECISIONS,
+               review_states=audit_service.REVIEW_STATES,
                feature_dims={f["dimension"] for f in features if "feature" not in f})
     return ctx
 
@@ -379,12 +410,21 @@ def model_page(session: Session, owner_id: int, model_id: int) -> dict:
             if any(key in h for h in model.history):
                 parts.append((key, [(h["epoch"], h.get(key)) for h in model.history]))
     return {"model": model, "dataset": dataset, "job": job_view(session, owner_id, model.job_id),
+            "retrain_fields": retrain_fields(model), "exclusions": exclusions(session, owner_id, model.dataset_id),
             "curves": training_curves([(f"model {model.id}", model)]),
             "parts": charts.line_chart(parts, "loss parts per epoch: classification (bce), reconstruction, KL",
                                        y_label="loss", y_bounds=(0.0, None)) if parts else None,
             "evaluations": [{"row": e, "dataset": datasets.get(e.dataset_id),
                              "job": job_view(session, owner_id, e.job_id)} for e in evaluations],
             "label": model_label(model, datasets)}
+
+
+def retrain_fields(model: TrainedModel) -> list[tuple[str, object, str]]:
+    """(name, value, type) of the model's training options a new training job takes: "retrain without
+    excluded" trains the same way, leaving out an audit's excluded samples."""
+    taken = set(ModelCreate.model_fields) - {"exclude_from_audit"}
+    return [(k, v, "number" if isinstance(v, (int, float)) else "string") for k, v in model.options.items()
+            if k in taken and v is not None and not isinstance(v, bool)]
 
 
 def group_name(group: dict) -> str:

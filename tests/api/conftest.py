@@ -43,7 +43,8 @@ def sqlite_template(tmp_path_factory):
 @pytest.fixture(scope="session")
 def pg_template():
     if not os.environ.get(PG_ENV):
-        pytest.skip(f"PostgreSQL tests need {PG_ENV}")
+        pytest.skip(f"PostgreSQL variants of the service tests need {PG_ENV} (a PostgreSQL URL whose user may "
+                    f"create databases; .ci/run sets it); their SQLite variants ran")
     admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
     name = f"debias_tpl_{os.getpid()}"
     with admin.connect() as conn:

@@ -254,7 +254,78 @@
     });
   }
 
+  /* ---------------------------------------------------------------- review decisions (audit page) */
+  function sendJson(method, url, body) {
+    return fetch(url, {
+      method: method, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+      headers: { "Content-Type": "application/json", Accept: "application/json" }
+    }).then(function (r) {
+      if (r.status === 204) return null;
+      return r.json().catch(function () { return null; }).then(function (b) {
+        if (!r.ok) throw new Error(detailText(b, r.status));
+        return b;
+      });
+    });
+  }
+
+  /* One sample: the select's decision is saved with PUT (or cleared with DELETE); the row's badge and every
+     thumbnail of the sample on the page show it at once, and the server renders it after a reload. */
+  function initReviewForm(form) {
+    var status = form.querySelector("[data-review-status]");
+    var button = form.querySelector("button[type=submit]");
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var decision = form.elements.decision.value;
+      button.disabled = true;
+      status.textContent = "saving…";
+      (decision ? sendJson("PUT", form.dataset.api, { decision: decision }) : sendJson("DELETE", form.dataset.api))
+        .then(function () {
+          var cell = form.closest(".review-cell");
+          var badge = cell && cell.querySelector("[data-review-state]");
+          if (badge) {
+            badge.dataset.reviewState = decision;
+            badge.className = "review-badge review-" + (decision || "none");
+            badge.textContent = decision || "not reviewed";
+          }
+          status.textContent = "saved";
+          button.disabled = false;
+        })
+        .catch(function (err) {
+          status.textContent = "";
+          button.disabled = false;
+          showError(status, "Refused: " + err.message);
+          status.className = "small error";
+        });
+    });
+  }
+
+  /* A whole selection (a subgroup): one POST; the page reloads to show the new states. */
+  function initReviewBulk(form) {
+    var status = form.querySelector("[data-review-status]");
+    var button = form.querySelector("button[type=submit]");
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var selection = JSON.parse(form.dataset.selection);
+      if (form.elements.only_new && form.elements.only_new.checked) selection.review = "none";
+      var decision = form.elements.decision.value;
+      button.disabled = true;
+      status.textContent = "saving…";
+      sendJson("POST", form.dataset.api, { decision: decision, selection: selection })
+        .then(function (res) {
+          status.textContent = "marked " + res.count + " samples " + decision;
+          window.location.reload();
+        })
+        .catch(function (err) {
+          button.disabled = false;
+          status.className = "small error";
+          status.textContent = "Refused: " + err.message;
+        });
+    });
+  }
+
   function init() {
+    document.querySelectorAll("form.review-form").forEach(initReviewForm);
+    document.querySelectorAll("form.review-bulk").forEach(initReviewBulk);
     var upload = document.getElementById("upload-form");
     if (upload) initUpload(upload);
     document.querySelectorAll("form.api-form").forEach(initApiForm);
