@@ -28,6 +28,7 @@ AttributeName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^
 
 Density = Literal["histogram", "histogram-product", "gmm", "kde"]
 Reweight = Literal["both", "positive"]
+ErrorSchedule = Literal["constant", "geometric"]  # audit.training.ERROR_SCHEDULES
 # An auditor's decision on a sample (audit.reviews.DECISIONS); a filter on review state adds any and none.
 Decision = Literal["reviewed", "keep", "exclude"]
 ReviewState = Literal["reviewed", "keep", "exclude", "any", "none"]
@@ -98,6 +99,9 @@ class TrainOptions(RequestBody):
     error_epoch: int = Field(1, ge=1, le=499, description="epochs before the error set is taken")
     error_steps: int | None = Field(None, ge=0, le=10**7, description="take the error set after this many steps "
                                     "of epoch error_epoch when it is longer; 0: at its end; left out: 150")
+    error_schedule: ErrorSchedule | None = Field(None, description="constant: the error set drawn (1 + "
+                                                 "error_upweight) times as often in every later epoch; geometric: "
+                                                 "(1 + error_upweight)^k times in the k-th; left out: geometric")
     mix_groups: float | None = Field(None, ge=0, le=1, description="share of each batch mixed with a same-class "
                                      "sample from the other side of the error set (needs error_upweight > 0); "
                                      "left out: 0 (it lost on the Colored MNIST benchmark)")

@@ -178,6 +178,10 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     p.add_argument("--error-steps", type=_non_negative_int, default=None,
                    help="take the error set after this many steps of --error-epoch when it is longer; 0: at its "
                         "end (default: 150)")
+    p.add_argument("--error-schedule", choices=("constant", "geometric"), default=None,  # training.ERROR_SCHEDULES
+                   help="constant: the error set drawn 1 + --error-upweight times as often in every later epoch; "
+                        "geometric: (1 + upweight)^k times in the k-th, so the last epochs train almost only on it "
+                        "(default: geometric when the error set is on)")
     p.add_argument("--mix-groups", type=_finite_float, default=None,
                    help="share of each batch mixed with a same-class sample from the other side of the error "
                         "set (LISA over inferred groups; needs --error-upweight) (default: 0, off: it lost on the "
@@ -298,7 +302,7 @@ def cmd_train(args) -> None:
                             error_epoch=args.error_epoch, device=args.device,
                             **({} if args.error_steps is None else {"error_steps": args.error_steps}),
                             **default_error_options(args.method, args.epochs, args.error_upweight, args.mix_groups,
-                                                    args.error_epoch))
+                                                    args.error_epoch, args.error_schedule))
     ds = _load_data(args, args.image_size)
     exclude = _exclusion(args.exclude_from, ds) if args.exclude_from else None
     if seeds is not None:

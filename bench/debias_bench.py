@@ -8,9 +8,12 @@ balanced over class x colour:
   lab-dbvae     the 6.S191 lab's DB-VAE exactly: per-dimension histogram density, positives only,
                 untempered inverse density (strength 1)
   jtt           JTT (Liu et al. 2021) in this engine: the error set of the model after
-                --error-epoch epochs, drawn (1 + upweight) times as often from then on
-  dbvae-error   DB-VAE density weights (both classes, tempered) times the JTT error multiplier
-  ae-error      the same with kl_weight 0 (an autoencoder: does the VAE prior matter here?)
+                --error-steps steps of epoch 1, drawn (1 + upweight) times as often from then on
+  jtt-geometric the same, the multiplier raised to the k-th power in the k-th epoch after the
+                snapshot (--error-schedule geometric)
+  dbvae-constant DB-VAE density weights (both classes, tempered) times JTT's constant multiplier
+  default       `--method dbvae` as it ships: the same with the geometric schedule
+  ae            the default with kl_weight 0 (an autoencoder: does the VAE prior matter here?)
   oracle        group-balanced sampling with the TRUE class x colour groups: an upper reference
                 that uses the labels the others never see; never a default
 
@@ -44,17 +47,24 @@ _REAL_EPOCH_BATCHES = training.epoch_batches
 LAB = dict(density="histogram", reweight="positive", strength=1.0, min_effective_fraction=0.0)
 
 
+DEFAULT_METHODS = ["standard", "lab-dbvae", "jtt", "jtt-geometric", "dbvae-constant", "default", "ae", "oracle"]
+
+
 def methods(upweight: float, error_epoch: int, error_steps: int = 0) -> dict[str, tuple[dict, dict]]:
     """name -> (ModelConfig overrides, TrainConfig overrides)."""
-    err = dict(error_upweight=upweight, error_epoch=error_epoch, error_steps=error_steps)
+    const = dict(error_upweight=upweight, error_epoch=error_epoch, error_steps=error_steps,
+                 error_schedule="constant")
+    geo = const | {"error_schedule": "geometric"}
     return {
         "standard": ({"method": "standard"}, {}),
         "lab-dbvae": ({"method": "dbvae"}, LAB),
-        "jtt": ({"method": "standard"}, err),
-        "jtt-mix": ({"method": "standard"}, err | {"mix_groups": 0.5}),
-        "dbvae-error": ({"method": "dbvae"}, err),
-        "dbvae-mix": ({"method": "dbvae"}, err | {"mix_groups": 0.5}),
-        "ae-error": ({"method": "dbvae", "kl_weight": 0.0}, err),
+        "jtt": ({"method": "standard"}, const),
+        "jtt-geometric": ({"method": "standard"}, geo),
+        "jtt-mix": ({"method": "standard"}, const | {"mix_groups": 0.5}),
+        "dbvae-constant": ({"method": "dbvae"}, const),
+        "dbvae-mix": ({"method": "dbvae"}, const | {"mix_groups": 0.5}),
+        "default": ({"method": "dbvae"}, geo),
+        "ae": ({"method": "dbvae", "kl_weight": 0.0}, geo),
         "oracle": ({"method": "standard"}, {}),
     }
 
@@ -88,7 +98,7 @@ def run(name: str, model_over: dict, train_over: dict, data, args, seed: int, fo
     metrics = evaluate_model(folder / name, test, ["color"], device="cpu")
     out = {"worst": metrics["worst_group_accuracy"], "average": metrics["overall"]["accuracy"], "seconds": seconds}
     prob = result.sampling_probability
-    if name in ("jtt", "dbvae-error", "ae-error") and (folder / name / training.ERROR_SET_FILE).is_file():
+    if train_over.get("error_upweight") and (folder / name / training.ERROR_SET_FILE).is_file():
         errors = np.load(folder / name / training.ERROR_SET_FILE)
         out |= {f"error_set_{k}": v for k, v in discovery(train, errors).items()}
     if prob is not None:
@@ -135,7 +145,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--conflict", type=float, nargs="+", default=[0.01, 0.02])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--methods", nargs="+", default=None)
+    p.add_argument("--methods", nargs="+", default=None,
+                   help=f"default: {' '.join(DEFAULT_METHODS)} (also: jtt-mix, dbvae-mix)")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--latent-dim", type=int, default=100)
@@ -154,7 +165,7 @@ def main() -> None:
     if args.quick:
         args.conflict, args.seeds, args.epochs, args.n_train = [0.01], [0], 2, 1000
     table = methods(args.upweight, args.error_epoch, args.error_steps)
-    names = args.methods or list(table)
+    names = args.methods or DEFAULT_METHODS
     results: dict = {}
     for fraction in args.conflict:
         for seed in args.seeds:

@@ -10,6 +10,7 @@ from audit.checkpoint import checkpoint_path, load_model
 from audit.errors import DebiasError, ModelError
 from audit.models import ModelConfig
 from audit.pipeline import train_model
+import audit.training as training
 from audit.training import TrainConfig, epoch_batches
 
 SIZE = 16  # as in conftest.tiny_dataset
@@ -160,8 +161,6 @@ def test_bad_kl_weight(kl_weight):
 
 def test_a_diverged_run_stops_before_it_checkpoints(tiny_dataset, tmp_path, monkeypatch):
     """A loss that becomes NaN fails the run with a message naming the options to lower; no epoch is saved."""
-    import audit.training as training
-
     real_loss = training.dbvae_loss
 
     def poisoned(*args, **kwargs):
@@ -191,6 +190,34 @@ def test_error_set_is_taken_once_and_upweights_sampling(tiny_dataset, tmp_path, 
         wrong, right = (labels == cls) & (errors == 1), (labels == cls) & (errors == 0)
         if wrong.any() and right.any() and method == "standard":
             assert prob[wrong].mean() == pytest.approx(21 * prob[right].mean())
+
+
+@pytest.mark.parametrize("method, over", [("standard", {}), ("dbvae", {"strength": 0.0})])
+@pytest.mark.parametrize("schedule, multipliers", [("constant", [21, 21, 21]), ("geometric", [21, 441, 9261])])
+def test_error_upweight_follows_its_schedule(tiny_dataset, tmp_path, monkeypatch, method, over, schedule,
+                                            multipliers):
+    # Every other sample of each class in the error set, taken after epoch 1 (6 steps an epoch, fewer than
+    # error_steps); uniform base sampling (strength 0 for the DB-VAE). Constant: 1 + upweight in every later
+    # epoch, never compounded from the epoch before; geometric: (1 + upweight) ** k in the k-th.
+    pattern = (np.arange(len(tiny_dataset)) % 2).astype(np.float64)
+    monkeypatch.setattr(training, "_error_set", lambda *args: pattern.copy())
+    result = _train(tiny_dataset, tmp_path / "m", method=method, epochs=4, error_upweight=20.0,
+                    error_schedule=schedule, **over)
+    assert [r["error_upweight"] + 1 for r in result.history[1:]] == pytest.approx(multipliers)
+    prob, labels = result.sampling_probability, tiny_dataset.labels
+    for cls in (0, 1):
+        wrong, right = (labels == cls) & (pattern == 1), (labels == cls) & (pattern == 0)
+        assert prob[wrong].mean() == pytest.approx(multipliers[-1] * prob[right].mean())
+
+
+def test_geometric_schedule_counts_a_split_epoch_and_stays_finite():
+    cfg = TrainConfig(epochs=200, error_upweight=50.0, error_steps=150, error_schedule="geometric")
+    assert training.scheduled_upweight(cfg, 1, 625) == 50.0          # the rest of the split epoch 1
+    assert training.scheduled_upweight(cfg, 2, 625) == 51.0 ** 2 - 1
+    assert training.scheduled_upweight(cfg, 2, 100) == 50.0          # no split: epoch 2 is the first
+    assert training.scheduled_upweight(cfg, 200, 625) == training.MAX_SCHEDULED_UPWEIGHT
+    with pytest.raises(DebiasError, match="unknown error schedule 'linear'; choose one of constant, geometric"):
+        TrainConfig(error_schedule="linear")
 
 
 @pytest.mark.parametrize("method", ["standard", "dbvae"])
@@ -244,9 +271,11 @@ def test_training_with_group_mixing_runs_and_is_seeded(tiny_dataset, tmp_path):
 def test_error_aware_defaults_per_method():
     from audit.training import default_error_options
 
-    assert default_error_options("dbvae", 6) == {"error_upweight": 50.0, "mix_groups": 0.0}
-    assert default_error_options("standard", 6) == {"error_upweight": 0.0, "mix_groups": 0.0}
-    assert default_error_options("dbvae", 1) == {"error_upweight": 0.0, "mix_groups": 0.0}  # no epoch after
+    geo = {"error_schedule": "geometric"}
+    assert default_error_options("dbvae", 6) == {"error_upweight": 50.0, "mix_groups": 0.0} | geo
+    assert default_error_options("standard", 6) == {"error_upweight": 0.0, "mix_groups": 0.0} | geo
+    assert default_error_options("dbvae", 1) == {"error_upweight": 0.0, "mix_groups": 0.0} | geo  # no epoch after
     # What the user gives wins; the lab's flags turn it off.
-    assert default_error_options("dbvae", 6, error_upweight=0.0) == {"error_upweight": 0.0, "mix_groups": 0.0}
-    assert default_error_options("standard", 6, 20.0, 0.25) == {"error_upweight": 20.0, "mix_groups": 0.25}
+    assert default_error_options("dbvae", 6, error_upweight=0.0) == {"error_upweight": 0.0, "mix_groups": 0.0} | geo
+    assert default_error_options("standard", 6, 20.0, 0.25, error_schedule="constant") == {
+        "error_upweight": 20.0, "mix_groups": 0.25, "error_schedule": "constant"}

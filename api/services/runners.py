@@ -88,7 +88,8 @@ def _train(ctx: JobContext, model: TrainedModel, ds, start: float, span: float) 
                             # Stored before error_steps existed: 0, as they trained; stored as None: the default.
                             error_steps=_or_default(opts.get("error_steps", 0), ERROR_STEPS),
                             **default_error_options(model.method, opts["epochs"], opts.get("error_upweight", 0.0),
-                                                    opts.get("mix_groups", 0.0), opts.get("error_epoch", 1)),
+                                                    opts.get("mix_groups", 0.0), opts.get("error_epoch", 1),
+                                                    _stored_schedule(model.method, opts)),
                             device=ctx.settings.device)
     out = model_dir(ctx.settings, model.id)
     # A retry after a lost worker continues from the last epoch it checkpointed.
@@ -226,6 +227,15 @@ class EvaluateRunner:
 
 
 RUNNERS = {r.kind: r for r in (TrainRunner(), AuditRunner(), EvaluateRunner())}
+
+
+def _stored_schedule(method: str, opts: dict) -> str | None:
+    """The error schedule a stored model trains with; None: the default."""
+    if "error_schedule" in opts:
+        return opts["error_schedule"]
+    # Stored before the option existed: as they trained. The standard classifier's upweight compounded
+    # every epoch (what "geometric" now names); the DB-VAE's stayed constant.
+    return "geometric" if method == "standard" else "constant"
 
 
 def _or_default(value, default):

@@ -165,7 +165,7 @@ def test_audit_model_id_out_of_range(client, alice, tiny_npz_bytes):
     ('{"kl_weight": -Infinity}', "kl_weight"), ('{"kl_weight": 1e308}', "kl_weight"),
     ('{"strength": NaN}', "strength"), ('{"epochs": 1e9}', "epochs"), ('{"batch_size": 1}', "batch_size"),
     ('{"latent_dim": 0}', "latent_dim"), ('{"nonsense": 1}', "nonsense"), ('[1, 2]', "request"),
-    ('{"lr": 1', "JSON"),
+    ('{"lr": 1', "JSON"), ('{"error_schedule": "linear"}', "error_schedule"),
 ])
 def test_bad_numbers_in_training_options(client, alice, tiny_npz_bytes, raw, fragment):
     ds = upload(client, alice, tiny_npz_bytes).json()["id"]
