@@ -18,6 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from audit.errors import DebiasError
 
+from .textrules import PATTERN_MEANINGS
+
 from .multipart import UploadError
 from .schemas import ErrorOut
 from .services import Conflict, NotFound
@@ -48,7 +50,8 @@ def _describe(errors: list[dict]) -> str:
     parts = []
     for e in errors[:10]:
         where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "request"
-        parts.append(f"{where}: {e.get('msg', 'invalid')}")
+        meaning = PATTERN_MEANINGS.get((e.get("ctx") or {}).get("pattern"))
+        parts.append(f"{where}: {meaning or e.get('msg', 'invalid')}")
     more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
     return "; ".join(parts) + more
 

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from .textrules import VISIBLE_TEXT
 from .services import MAX_ID
 
 
@@ -44,6 +45,13 @@ class RequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class DatasetUpdate(RequestBody):
+    # In the schema as well as in the service's check: a client generating requests from the schema must
+    # not be able to build one that is refused (no control characters, at least one visible character).
+    name: str = Field(min_length=1, max_length=255, pattern=VISIBLE_TEXT,
+                      description="the dataset's new name: printable, at least one visible character")
+
+
 class ErrorOut(BaseModel):
     """Every error the API returns (4xx and 5xx): one sentence naming the problem and the fix."""
 
@@ -66,6 +74,7 @@ class JobOut(ORM):
     started_at: datetime | None
     finished_at: datetime | None
     url: str = ""
+    queue_position: int | None = Field(None, description="while queued: 1 when it is the next job a worker takes")
 
 
 class DatasetOut(ORM):
@@ -163,7 +172,10 @@ class AuditCreate(RequestBody):
     model_id: BodyId | None = Field(None, description="a ready dbvae model; leave out to train one first")
     density: Density = "histogram"
     anomaly_threshold: float = Field(3.5, gt=0, le=1e6,
-                                     description="robust z-score above which a sample is flagged")
+                                     description="robust z-score (median / MAD, per class) at or above which a "
+                                                 "sample is flagged")
+    anomaly_tail: float = Field(0.02, ge=0, lt=0.5,
+                                description="also flag each class's least typical share (0: robust z only)")
     anomaly_on: Literal["both", "density", "reconstruction"] = "both"
     reweight: Reweight = "both"
     strength: float = Field(1.0, ge=0, le=100)

@@ -201,7 +201,10 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     p.add_argument("--model", required=True, help="DB-VAE model directory from `debias train`")
     p.add_argument("--out", required=True, help="audit directory to write (refused if it exists, unless --force)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
-    p.add_argument("--anomaly-threshold", type=_finite_float, default=3.5, help="robust z-score to flag")
+    p.add_argument("--anomaly-threshold", type=_finite_float, default=3.5,
+                   help="flag a sample at this robust z-score (median / MAD, per class) or above")
+    p.add_argument("--anomaly-tail", type=_finite_float, default=0.02,
+                   help="also flag each class's least typical share (0 to 0.5; 0: robust z only)")
     p.add_argument("--anomaly-on", choices=["both", "density", "reconstruction"], default="both",
                    help="flag samples of rare latent density, badly reconstructed ones, or both")
     p.add_argument("--top-features", type=_positive_int, default=5,
@@ -341,6 +344,7 @@ def cmd_audit(args) -> None:
     cfg = AuditConfig(density=args.density, density_params=_density_params(args), reweight=args.reweight,
                       strength=args.strength, min_effective_fraction=args.min_effective_fraction,
                       anomaly_on=args.anomaly_on, anomaly_threshold=args.anomaly_threshold,
+                      anomaly_tail=args.anomaly_tail,
                       top_features=args.top_features, max_subgroups=args.max_subgroups,
                       min_subgroup_size=args.min_subgroup_size)
     ds = _load_data(args, args.image_size or _model_image_size(args.model))
@@ -381,10 +385,39 @@ def _feature_line(f: dict) -> str:
     return line + (f"\n    note: {f['traversal_note']}" if f.get("traversal_note") else "")
 
 
+def _ci_text(ci) -> str:
+    return f" [{ci[0]:.1%}, {ci[1]:.1%}]" if ci else ""
+
+
+def verdict_lines(verdict: dict) -> list[str]:
+    """The verdict first (audit.verdict): the under-represented subgroups, attribute values and the anomaly rule."""
+    lines = [f"verdict: {verdict['headline']}"]
+    if verdict["subgroups"]:
+        lines.append("  under-represented subgroups (drawn more often than their class's average), worst first:")
+    for s in verdict["subgroups"]:
+        error = "n/a" if s["error_rate"] is None else f"{s['error_rate']:.1%}{_ci_text(s['error_rate_ci'])}"
+        held = "; ".join(f"{e['attribute']}={e['value']} holds {e['precision']:.0%}{_ci_text(e['precision_ci'])} of it "
+                         f"(recall {e['recall']:.0%}{_ci_text(e['recall_ci'])})" for e in s["enriched"])
+        lines.append(f"    subgroup {s['id']} ({s['class']}): {plural(s['n'], 'sample')}, {s['share']:.1%}"
+                     f"{_ci_text(s['share_ci'])} of the class, drawn {s['mean_weight_ratio']:.1f}x as often as "
+                     f"average, error rate {error}" + (f"; {held}" if held else "; no enriched attribute"))
+    if verdict["attributes"]:
+        lines.append("  attribute values, most under-represented first:")
+    for a in verdict["attributes"][:6]:
+        lines.append(f"    {a['class']} {a['attribute']}={a['value']}: {plural(a['count'], 'sample')}, "
+                     f"{a['share']:.1%}{_ci_text(a['share_ci'])} of the class, drawn {a['mean_weight_ratio']:.2f}x "
+                     f"as often as average")
+    lines.append(f"  {verdict['anomalies']['sentence']}")
+    return lines
+
+
 def summarise_audit(report: dict, out_dir, top_subgroups: int = 5) -> str:
+    from .verdict import build_verdict
     an = report["anomalies"]
     subgroups = report.get("subgroups", [])
     lines = [f"audited {plural(report['summary']['n_samples'], 'sample')} -> {out_dir}"]
+    lines += verdict_lines(report.get("verdict") or build_verdict(report))
+    lines.append("details:")
     if subgroups:
         lines.append(f"  {plural(len(subgroups), 'subgroup')} found; the most under-represented and worst served "
                      f"first:")
@@ -393,13 +426,9 @@ def summarise_audit(report: dict, out_dir, top_subgroups: int = 5) -> str:
     if features:
         lines.append("  features that set the top subgroups apart (latent directions):")
         lines += [_feature_line(f) for f in features[:top_subgroups]]
-    lines.append(f"  anomalies: {an['count']} ({an['rate']:.1%}) above robust z {an['threshold']}")
-    least = sorted((r for r in report["representation"] if r["value"] != "n/a"),
-                   key=lambda r: -r["mean_weight_ratio"])[:3]
-    for r in least:
-        lines.append(f"  {r['class']} {r['attribute']}={r['value']}: {plural(r['count'], 'sample')} "
-                     f"({r['share']:.1%}), "
-                     f"drawn {r['mean_weight_ratio']:.2f}x as often as uniform")
+    cutoffs = ", ".join(f"{cls} {cut:.2f}" for cls, cut in (an.get("cutoffs") or {}).items())
+    if cutoffs:  # the attribute values and the anomaly count are in the verdict above
+        lines.append(f"  anomaly scores from which samples were flagged: {cutoffs}")
     return "\n".join(lines)
 
 

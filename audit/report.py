@@ -19,6 +19,7 @@ from .density import ESTIMATORS
 from .errors import DebiasError
 from .features import subgroup_directions
 from .inference import predict
+from .projection import latent_map, pca_2d
 from .sampling import (
     CLASS_NAMES,
     REWEIGHT,
@@ -28,10 +29,12 @@ from .sampling import (
     per_class_log_density,
 )
 from .subgroups import SubgroupFinder, classification_loss, summarise_subgroups, under_representation
+from .verdict import build_verdict
 
 ANOMALY_ON = ("both", "density", "reconstruction")
 SAMPLE_COLUMNS = ["index", "label", "log_density", "sampling_weight", "anomaly_score", "is_anomaly"]
 SUBGROUP_COLUMNS = ["subgroup", "under_representation"]     # right after SAMPLE_COLUMNS
+MAP_COLUMNS = ["map_x", "map_y"]                             # the latent map (audit.projection), after those
 
 
 @dataclass
@@ -42,7 +45,9 @@ class AuditConfig:
     strength: float = 1.0
     min_effective_fraction: float = 0.25
     anomaly_on: str = "both"          # which tail flags a sample: density, reconstruction or either
-    anomaly_threshold: float = 3.5    # robust z-score (median / MAD) above which a sample is flagged
+    anomaly_threshold: float = 3.5    # robust z-score (median / MAD) at or above which a sample is flagged
+    # ... and also each class's least typical share: robust z alone flagged nothing on ordinary data (light tails).
+    anomaly_tail: float = 0.02
     histogram_bins: int = 10
     top_features: int = 5
     max_subgroups: int = 8            # per class; the number found is chosen by BIC, up to this
@@ -58,6 +63,9 @@ class AuditConfig:
             raise DebiasError(f"unknown anomaly source {self.anomaly_on!r}; choose one of {', '.join(ANOMALY_ON)}")
         if not self.anomaly_threshold > 0:
             raise DebiasError(f"anomaly threshold must be > 0 (a robust z-score), got {self.anomaly_threshold}")
+        if not 0 <= self.anomaly_tail < 0.5:
+            raise DebiasError(f"anomaly tail must be a share in [0, 0.5) (0 turns the tail rule off), "
+                              f"got {self.anomaly_tail}")
         if self.histogram_bins < 2 or self.top_features < 1:
             raise DebiasError("histogram bins must be >= 2 and top features >= 1")
         for name in ("max_subgroups", "min_subgroup_size"):
@@ -112,6 +120,26 @@ def anomaly_scores(log_density: np.ndarray, recon_error: np.ndarray | None, labe
     return score
 
 
+def flag_anomalies(score: np.ndarray, labels: np.ndarray, threshold: float,
+                   tail: float) -> tuple[np.ndarray, dict[int, float]]:
+    """(flags, per-class cutoff): flagged at robust z >= `threshold`, or above the class's (1 - tail)
+    quantile of the score when `tail` > 0 (strictly above, so a class of equal scores flags none).
+
+    The cutoff is the lower of the two, per class: the score at which that class's samples were flagged.
+    """
+    flagged = score >= threshold
+    cutoffs = {}
+    for cls in np.unique(labels):
+        m = labels == cls
+        cut = float(threshold)
+        if tail > 0:
+            q = float(np.quantile(score[m], 1 - tail))
+            flagged[m] |= score[m] > q
+            cut = min(cut, q)
+        cutoffs[int(cls)] = cut
+    return flagged, cutoffs
+
+
 def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
                   recon_error: np.ndarray | None = None,
                   attributes: pd.DataFrame | None = None,
@@ -138,7 +166,7 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
     weight, strength_used = class_balanced_sampling_probability(log_density, labels, cfg.reweight, cfg.strength,
                                                                 cfg.min_effective_fraction)
     score = anomaly_scores(log_density, recon_error, labels, cfg.anomaly_on)
-    flagged = score >= cfg.anomaly_threshold
+    flagged, cutoffs = flag_anomalies(score, labels, cfg.anomaly_threshold, cfg.anomaly_tail)
     loss = classification_loss(logit, labels)[0] if logit is not None else None
     under = under_representation(log_density, labels, loss=loss, errors=errors)
     finder = SubgroupFinder(max_k=cfg.max_subgroups, min_size=cfg.min_subgroup_size).fit(mu, labels, errors)
@@ -146,6 +174,8 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
     samples = pd.DataFrame({"index": np.arange(len(labels)), "label": labels, "log_density": log_density,
                             "sampling_weight": weight, "anomaly_score": score, "is_anomaly": flagged,
                             "subgroup": finder.labels_, "under_representation": under})
+    coords, explained = pca_2d(mu)
+    samples["map_x"], samples["map_y"] = coords[:, 0], coords[:, 1]
     if logit is not None:
         samples["predicted_probability"] = expit(np.asarray(logit, dtype=np.float64))
     if recon_error is not None:
@@ -177,8 +207,10 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
         "under_represented_features": features,
         "attribute_relations": attribute_relations(mu, labels, attributes),
         "representation": representation(samples, labels, attributes),
-        "anomalies": anomaly_summary(samples, cfg),
+        "anomalies": anomaly_summary(samples, cfg, cutoffs),
+        "latent_map": latent_map(coords, explained),
     }
+    report["verdict"] = build_verdict(report)   # from the parts above; the first thing a reader sees
     return AuditResult(samples=samples, report=report, mu=mu)
 
 
@@ -264,10 +296,15 @@ def representation(samples: pd.DataFrame, labels: np.ndarray, attributes: pd.Dat
     return out
 
 
-def anomaly_summary(samples: pd.DataFrame, cfg: AuditConfig, top: int = 20) -> dict:
+def anomaly_summary(samples: pd.DataFrame, cfg: AuditConfig, cutoffs: dict[int, float] | None = None,
+                    top: int = 20) -> dict:
+    """Counts and the top scores; `tail` and `cutoffs` (per class, the score from which samples were flagged)
+    say what the count means."""
     flagged = samples[samples["is_anomaly"]]
     worst = samples.nlargest(top, "anomaly_score")
-    return {"method": cfg.anomaly_on, "threshold": cfg.anomaly_threshold, "count": int(len(flagged)),
+    return {"method": cfg.anomaly_on, "threshold": cfg.anomaly_threshold, "tail": cfg.anomaly_tail,
+            "cutoffs": {CLASS_NAMES.get(c, str(c)): v for c, v in (cutoffs or {}).items()},
+            "count": int(len(flagged)),
             "rate": float(len(flagged) / len(samples)),
             "by_class": {CLASS_NAMES[c]: int((flagged["label"] == c).sum()) for c in (1, 0)},
             "top": [{"index": int(r["index"]), "label": int(r["label"]), "anomaly_score": float(r["anomaly_score"])}

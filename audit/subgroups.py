@@ -353,7 +353,7 @@ def summarise_subgroups(subgroup_ids: np.ndarray, labels: np.ndarray, sampling_w
                      "mean_loss": float(loss[members].mean()) if loss is not None else None,
                      "under_representation": float(score[members].mean()),
                      "small": n < min_size,
-                     "enriched": [{k: e[k] for k in ("attribute", "value", "precision", "recall", "lift")}
+                     "enriched": [{k: e[k] for k in ("attribute", "value", "precision", "recall", "lift", "count")}
                                   for e in enriched.get(int(g), [])],
                      "grid": None})
     rows.sort(key=lambda r: (r["small"], -r["under_representation"] * (1 + (r["error_rate"] or 0.0)), r["id"]))

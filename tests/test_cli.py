@@ -127,6 +127,8 @@ def test_bad_options_are_one_line(capsys, tmp_path, tiny_npz):
                      match="seed must be a whole number from 0 to 4294967295")
     assert_bad_input(capsys, "train", tiny_npz, "--out", tmp_path / "m", "--kl-weight", "1e308",
                      match="kl_weight must be a number from 0 to 100")
+    assert_bad_input(capsys, "audit", tiny_npz, "--model", tmp_path / "m", "--out", tmp_path / "a",
+                     "--anomaly-tail", "0.7", match="anomaly tail must be a share in [0, 0.5)")
     assert not (tmp_path / "m").exists()
 
 
@@ -144,6 +146,7 @@ def test_end_to_end_synth_train_audit_evaluate_compare(capsys, tmp_path):
     code, out, err = run(capsys, "audit", data, "--model", tmp_path / "dbvae", "--out", tmp_path / "audit",
                          "--density", "gmm")
     assert code == 0, err and "most under-represented latent features" in out
+    assert out.splitlines()[1].startswith("verdict: ") and "samples flagged as anomalies" in out
     samples = pd.read_csv(tmp_path / "audit" / "samples.csv")
     assert list(samples.columns[:6]) == ["index", "label", "log_density", "sampling_weight", "anomaly_score",
                                          "is_anomaly"]

@@ -187,7 +187,7 @@ def test_audit_latents_adds_columns_and_ranked_subgroups(rng):
                            attributes=pd.DataFrame({"tone": tone}), logit=logit)
     columns = list(result.samples.columns)
     assert columns[:8] == SAMPLE_COLUMNS + SUBGROUP_COLUMNS
-    assert columns[8:] == ["predicted_probability", "reconstruction_error", "tone"]
+    assert columns[8:] == ["map_x", "map_y", "predicted_probability", "reconstruction_error", "tone"]
     first = result.report["subgroups"][0]
     assert first["class"] == "positive" and first["n"] == 20 and first["error_rate"] == 1.0
     assert first["enriched"][0]["attribute"] == "tone" and first["enriched"][0]["value"] == "dark"
@@ -195,7 +195,12 @@ def test_audit_latents_adds_columns_and_ranked_subgroups(rng):
     assert (result.samples["subgroup"][rare.nonzero()[0]] == first["id"]).all()
     assert result.report["subgroup_discovery"]["under_representation_signals"] == ["density", "loss"]
     assert list(result.report)[:2] == ["summary", "subgroups"]
-    assert "\n  subgroup" in summarise_audit(result.report, "out")
+    summary = summarise_audit(result.report, "out")
+    assert "\n  subgroup" in summary
+    # The verdict leads: the rare subgroup, its share with an interval, how often it is drawn, what it holds.
+    assert summary.splitlines()[1].startswith("verdict: Most under-represented: subgroup")
+    assert f"\n    subgroup {first['id']} (positive): 20 samples, 5.0% [" in summary
+    assert "tone=dark holds 100% [" in summary and "samples flagged as anomalies" in summary
 
 
 # --------------------------------------------------------------------------- through `debias audit`
@@ -211,7 +216,9 @@ def test_debias_audit_writes_subgroups(capsys, tmp_path, tiny_npz):
     assert main(["audit", str(tiny_npz), "--model", str(model), "--out", str(out_dir), "--min-subgroup-size",
                  "5"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert "subgroups found" in out[1] and out[2].startswith("  subgroup ")
+    assert out[1].startswith("verdict: ")                          # the verdict first, the details after
+    details = out.index("details:")
+    assert "subgroups found" in out[details + 1] and out[details + 2].startswith("  subgroup ")
 
     samples = pd.read_csv(out_dir / "samples.csv")
     assert list(samples.columns[:8]) == SAMPLE_COLUMNS + SUBGROUP_COLUMNS

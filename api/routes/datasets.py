@@ -5,7 +5,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from ..deps import CurrentOwner, SessionDep, SettingsDep
 from ..multipart import receive_upload
-from ..schemas import DatasetOut
+from ..schemas import DatasetOut, DatasetUpdate
 from ..services import datasets as service
 from .params import PathId, SampleIndex
 from .shapes import dataset_out
@@ -48,6 +48,12 @@ def list_datasets(session: SessionDep, owner: CurrentOwner):
 @router.get("/{dataset_id}", response_model=DatasetOut)
 def get_dataset(dataset_id: PathId, session: SessionDep, owner: CurrentOwner):
     return dataset_out(service.get(session, owner.id, dataset_id))
+
+
+@router.patch("/{dataset_id}", response_model=DatasetOut)
+def rename_dataset(dataset_id: PathId, body: DatasetUpdate, session: SessionDep, owner: CurrentOwner):
+    """Rename the dataset; nothing else about it changes."""
+    return dataset_out(service.rename(session, owner.id, dataset_id, body.name))
 
 
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from ..schemas import AuditOut, DatasetOut, JobOut, ModelOut, ScoreOut
+from ..services.jobs import queue_position
 from ..tables import Audit, AuditScore, Dataset, Job, TrainedModel
 
 V1 = "/v1"
 
 
 def job_out(job: Job) -> JobOut:
-    return JobOut.model_validate(job).model_copy(update={"url": f"{V1}/jobs/{job.id}"})
+    position = queue_position(job)
+    return JobOut.model_validate(job).model_copy(update={"url": f"{V1}/jobs/{job.id}", "queue_position": position})
 
 
 def dataset_out(row: Dataset) -> DatasetOut:

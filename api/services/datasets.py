@@ -174,6 +174,15 @@ def list_for(session: Session, owner_id: int) -> list[Dataset]:
     return owned_rows(session, Dataset, owner_id)
 
 
+def rename(session: Session, owner_id: int, dataset_id: int, name: str) -> Dataset:
+    row = get(session, owner_id, dataset_id)
+    if not name.strip():  # refused, not trimmed: like every text field (check_text)
+        raise DatasetError("the dataset name is blank: give it at least one visible character")
+    row.name = check_text(name, "the dataset name")
+    session.commit()
+    return row
+
+
 def delete_dataset(session: Session, settings: Settings, owner_id: int, dataset_id: int) -> None:
     """Remove the dataset, everything derived from it (models, audits, scores, evaluations) and its files."""
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, object_session
 
 from ..db import utcnow
 from ..tables import Job
@@ -37,6 +37,14 @@ def enqueue(session: Session, owner_id: int, kind: str, payload: dict, dataset_i
 
 def get(session: Session, owner_id: int, job_id: int) -> Job:
     return owned(session, Job, owner_id, job_id, "job")
+
+
+def queue_position(job: Job) -> int | None:
+    """Where a queued job stands: 1 = the next one claimed (workers take the oldest first); None otherwise."""
+    session = object_session(job)
+    if job.status != "queued" or session is None:
+        return None
+    return session.scalar(select(func.count()).where(Job.status == "queued", Job.id <= job.id))
 
 
 def list_for(session: Session, owner_id: int, status: str | None = None, limit: int = 100,

@@ -152,7 +152,8 @@ class AuditRunner:
         opts = audit.options
         cfg = AuditConfig(density=opts["density"], reweight=opts["reweight"], strength=opts["strength"],
                           min_effective_fraction=opts["min_effective_fraction"], anomaly_on=opts["anomaly_on"],
-                          anomaly_threshold=opts["anomaly_threshold"], top_features=opts["top_features"])
+                          anomaly_threshold=opts["anomaly_threshold"], top_features=opts["top_features"],
+                          anomaly_tail=opts.get("anomaly_tail", 0.0))   # audits queued before the tail rule: none
         result = audit_dataset(ds, model_dir(ctx.settings, model.id), audit_dir(ctx.settings, audit.id), cfg,
                                device=ctx.settings.device)
         ctx.report(92, f"storing {len(ds)} per-sample scores")

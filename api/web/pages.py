@@ -27,7 +27,7 @@ from ..services import Conflict, NotFound
 from ..services import audits as audit_service
 from ..services import datasets as dataset_service
 from ..services.audits import InvalidCursor
-from . import STATIC_DIR, TEMPLATES_DIR, charts, views
+from . import STATIC_DIR, TEMPLATES_DIR, charts, dataset_view, views
 from .session import (
     LoginRequired,
     PageOwner,
@@ -148,7 +148,7 @@ def logout(request: Request):
 def datasets_page(request: Request, session: SessionDep, settings: SettingsDep, owner: PageOwner):
     _owner(request, owner)
     rows = [views.dataset_summary(d) for d in dataset_service.list_for(session, owner.id)]
-    return render(request, "datasets.html", datasets=rows, default_image_size=settings.default_image_size,
+    return render(request, "datasets.html", datasets=rows, work=dataset_view.dataset_work(session, owner.id), default_image_size=settings.default_image_size,
                   max_upload_bytes=settings.max_upload_bytes)
 
 

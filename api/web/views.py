@@ -31,7 +31,7 @@ from ..services import reviews as review_service
 from ..services.runners import audit_dir
 from ..settings import Settings
 from ..tables import Audit, AuditScore, Dataset, Job, Sample, TrainedModel
-from . import charts
+from . import audit_view, charts, curves, dataset_view
 from .charts import fmt
 
 CLASS_OF_LABEL = {1: "positive", 0: "negative"}
@@ -54,6 +54,7 @@ class Thumb:
     caption: str = ""
     index: int | None = None
     review: str | None = None   # the sample's review decision in the audit shown, if any
+    details: str | None = None  # JSON rows of the dialog that shows it large (audit pages)
 
 
 class LinkedImages:
@@ -120,7 +121,8 @@ def job_view(session: Session, owner_id: int, job_id: int | None) -> Job | None:
 
 # ------------------------------------------------------------------ datasets
 def dataset_summary(row: Dataset) -> dict:
-    return {"row": row, "attributes": {name: len(values) for name, values in row.attributes.items()}}
+    return {"row": row, "attributes": {name: len(set(values) - set(dataset_view.MISSING_VALUES))
+                                       for name, values in row.attributes.items()}}
 
 
 def sample_labels(session: Session, dataset_id: int, indices: list[int]) -> dict[int, tuple[int, dict]]:
@@ -137,25 +139,20 @@ def dataset_page(session: Session, owner_id: int, dataset_id: int) -> dict:
     thumbs = []
     for i in picks:
         label, attrs = labels.get(i, (None, {}))
-        desc = ", ".join(f"{k} {v}" for k, v in attrs.items() if v is not None)
+        desc = ", ".join(f"{k} {v}" for k, v in attrs.items() if v is not None and v not in dataset_view.MISSING_VALUES)
         shown = label_text(label) if label is not None else None
         thumbs.append(Thumb(image_url(row.id, i), f"sample {i}, label {shown or '?'}" + (f", {desc}" if desc else ""),
                             f"#{i} {shown or ''}", i))
     balance = charts.bar_chart([("positive (1)", row.n_positive), ("negative (0)", row.n_negative)],
                                f"class balance: {row.n_positive} positive, {row.n_negative} negative",
                                colors=[charts.CLASS_COLORS["positive"], charts.CLASS_COLORS["negative"]])
-    attribute_charts = []
-    for name, values in row.attributes.items():
-        items = sorted(values.items(), key=lambda kv: -kv[1])
-        summary = ", ".join(f"{v} {c}" for v, c in items)
-        attribute_charts.append({"name": name, "values": items,
-                                 "chart": charts.bar_chart(items, f"attribute {name}: {summary}")})
-    audits = [{"row": a, "job": job_view(session, owner_id, a.job_id)}
-              for a in audit_service.list_for(session, owner_id, row.id)]
-    models = [{"row": m, "job": job_view(session, owner_id, m.job_id)}
-              for m in model_service.list_for(session, owner_id, row.id)]
+    attribute_charts = dataset_view.attribute_charts(session, row.id, {"positive": row.n_positive,
+                                                                        "negative": row.n_negative})
+    lists = dataset_view.work_lists(session, audit_service.list_for(session, owner_id, row.id),
+                                    model_service.list_for(session, owner_id, row.id),
+                                    lambda job_id: job_view(session, owner_id, job_id))
     return {"dataset": row, "thumbs": thumbs, "balance": balance, "attribute_charts": attribute_charts,
-            "audits": audits, "models": models, "exclusions": exclusions(session, owner_id, row.id)}
+            **lists, "exclusions": exclusions(session, owner_id, row.id)}
 
 
 def exclusions(session: Session, owner_id: int, dataset_id: int) -> list[dict]:
@@ -179,16 +176,10 @@ def extremes(session: Session, audit_id: int, label: int, n: int, lowest: bool) 
 
 
 def score_thumb(images, audit: Audit, r: AuditScore, what: str = "anomaly", review: str | None = None) -> Thumb:
-    if what == "weight":
-        alt = (f"sample {r.sample_index}, label {label_text(r.label)}, sampling weight {fmt(r.sampling_weight)}, "
-               f"anomaly score {r.anomaly_score:.1f}")
-        caption = f"#{r.sample_index} · w {fmt(r.sampling_weight)}"
-    else:
-        alt = f"sample {r.sample_index}, label {label_text(r.label)}, anomaly score {r.anomaly_score:.1f}"
-        caption = f"#{r.sample_index}"
-    if review:
-        alt += f", review decision {review}"
-    return Thumb(images.sample(audit.dataset_id, r.sample_index), alt, caption, r.sample_index, review)
+    """A labelled picture of an audited sample (audit_view.describe); `what` is kept for callers."""
+    d = audit_view.describe(r, audit_view.class_sizes(audit.report or {}), review)
+    return Thumb(images.sample(audit.dataset_id, r.sample_index), d["alt"], d["caption"], r.sample_index, review,
+                 audit_view.details_json(d["details"]))
 
 
 @dataclass
@@ -360,6 +351,10 @@ def audit_page(session: Session, settings: Settings, owner_id: int, audit_id: in
                review_counts=review_service.counts(session, audit.id), decisions=review_service.DECISIONS,
                review_states=audit_service.REVIEW_STATES,
                feature_dims={f["dimension"] for f in features if "feature" not in f})
+    ctx.update(verdict=audit_view.verdict_view(audit, report, images),
+               downloads=audit_view.downloads(audit, report, images),
+               drawn=lambda r: audit_view.drawn_short(r, audit_view.class_sizes(report)),
+               latent_map=audit_view.map_view(session, audit, report, images, audit_view.class_sizes(report)))
     return ctx
 
 
@@ -385,18 +380,8 @@ def model_label(m: TrainedModel, datasets: dict[int, Dataset] | None = None) -> 
 
 
 def training_curves(models: list[tuple[str, TrainedModel]], colors: list[str] | None = None) -> list[dict]:
-    """Loss and accuracy per epoch, one line per model."""
-    out = []
-    for key, title, y_format, bounds in (("loss", "training loss", fmt, (0.0, None)),
-                                         ("accuracy", "training accuracy", charts.pct, (0.0, 1.0))):
-        series = [(name, [(h["epoch"], h.get(key)) for h in m.history if h.get(key) is not None])
-                  for name, m in models]
-        if any(pts for _, pts in series):
-            out.append({"title": title, "chart": charts.line_chart(
-                series, f"{title} per epoch: " + "; ".join(
-                    f"{name} " + ", ".join(y_format(y) for _, y in pts) for name, pts in series),
-                y_label=key, y_format=y_format, colors=colors, y_bounds=bounds)})
-    return out
+    """Loss and accuracy per epoch, one line per model (see curves.py: several models overlay BCE with BCE)."""
+    return curves.training_curves(models, colors)
 
 
 def model_page(session: Session, owner_id: int, model_id: int) -> dict:
@@ -404,16 +389,10 @@ def model_page(session: Session, owner_id: int, model_id: int) -> dict:
     dataset = dataset_service.get(session, owner_id, model.dataset_id)
     evaluations = model_service.list_evaluations(session, owner_id, model.id)
     datasets = {d.id: d for d in dataset_service.list_for(session, owner_id)}
-    parts = []
-    if model.history:
-        for key in ("bce", "recon", "kl"):
-            if any(key in h for h in model.history):
-                parts.append((key, [(h["epoch"], h.get(key)) for h in model.history]))
     return {"model": model, "dataset": dataset, "job": job_view(session, owner_id, model.job_id),
             "retrain_fields": retrain_fields(model), "exclusions": exclusions(session, owner_id, model.dataset_id),
             "curves": training_curves([(f"model {model.id}", model)]),
-            "parts": charts.line_chart(parts, "loss parts per epoch: classification (bce), reconstruction, KL",
-                                       y_label="loss", y_bounds=(0.0, None)) if parts else None,
+            "parts": curves.loss_parts(model),
             "evaluations": [{"row": e, "dataset": datasets.get(e.dataset_id),
                              "job": job_view(session, owner_id, e.job_id)} for e in evaluations],
             "label": model_label(model, datasets)}

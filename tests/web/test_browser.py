@@ -130,7 +130,9 @@ def test_upload_audit_and_read_the_report(page, live_server, npz_files, tmp_path
     assert float(page.evaluate("sessionStorage.getItem('upload-max')")) == 100
     expect(page.get_by_role("heading", level=1)).to_contain_text("browser faces")
     assert image_count(page) == 32 and broken_images(page) == []
-    assert page.locator("svg.chart").count() == 1 + 8  # class balance + 8 attributes
+    # Class balance + one chart per class that has values of an attribute: 8 attributes, of which
+    # lighting, background and look have values in both classes.
+    assert page.locator("svg.chart").count() == 1 + 8 + 3
 
     # Start an audit with the fast training options; the progress bar becomes a link.
     form = page.locator("form[data-what=audit]")
@@ -227,7 +229,7 @@ def test_train_two_models_and_compare_them(page, live_server, npz_files):
     form = page.locator("form[data-what=training]")
     for method in ("standard", "dbvae"):
         form.get_by_label("Method").select_option(method)
-        form.get_by_label("Epochs").fill("2")
+        form.get_by_label("Epochs", exact=True).fill("2")  # exact: job widgets name "…, 2 epochs"
         form.get_by_label("Batch size").fill(str(TRAIN_FAST["batch_size"]))
         form.get_by_label("Latent dimensions").fill(str(TRAIN_FAST["latent_dim"]))
         form.get_by_role("button", name="Start training").click()
@@ -263,7 +265,7 @@ def test_train_two_models_and_compare_them(page, live_server, npz_files):
     chart_w = wide.bounding_box()["width"]
     card_w = page.locator("#group-bars").bounding_box()["width"]
     assert chart_w >= 0.9 * card_w > 600, (chart_w, card_w)
-    assert page.locator("svg[aria-label^='training loss per epoch']").count() == 1
+    assert page.locator("svg[aria-label^='classification loss (BCE) per epoch']").count() == 1  # BCE with BCE
     assert page.locator("svg[aria-label^='training accuracy per epoch']").count() == 1
     assert fits(page, 1280)
     # At 390px the narrow drawing shows, error bars included, and nothing runs off the screen.

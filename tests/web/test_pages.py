@@ -1,6 +1,7 @@
 """The page routes through the ASGI client: sign-in cookie, CSRF defence, owner isolation, what pages show."""
 from __future__ import annotations
 
+import json
 import re
 from html import unescape
 from html.parser import HTMLParser
@@ -149,7 +150,7 @@ def test_datasets_page_lists_the_owners_datasets_with_counts_and_an_upload_form(
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in r.headers["content-security-policy"] and r.headers["cache-control"] == "no-store"
     assert "alice faces" in r.text and "bob faces" not in r.text
-    assert f'href="/datasets/{ds["id"]}"' in r.text and "skin_tone (4)" in r.text
+    assert f'href="/datasets/{ds["id"]}"' in r.text and "skin_tone (3)" in r.text  # "n/a" is no value
     tags = Tags(r.text)
     form = next(f for f in tags.all("form") if f.get("id") == "upload-form")
     assert form["action"] == "/v1/datasets" and form["enctype"] == "multipart/form-data"
@@ -170,7 +171,12 @@ def test_dataset_page_shows_samples_balance_attributes_and_the_action_forms(web,
     assert imgs[0]["src"] == f"/v1/datasets/{ds['id']}/samples/0/image"
     assert re.search(r'alt="sample 0, label (positive|negative)', r.text)
     svgs = r.text.count('<svg class="chart"')
-    assert svgs == 1 + len(ds["attributes"])  # class balance + one bar chart per attribute
+    # Class balance + per attribute one chart per class having values for it: negatives have no skin tone.
+    charted = r.text.count('<div class="attr-class"') - r.text.count("has no ")
+    assert svgs == 1 + charted and charted > len(ds["attributes"])
+    assert "n/a" not in r.text and ">negative class</strong> <span class=\"muted\">has no skin_tone values" in r.text
+    assert re.search(r"attribute skin_tone in the positive class \(24 samples\): \w+ \d+ \(\d+\.\d%\)", r.text)
+    assert re.search(r">\d+ · \d+%</text>", r.text)  # each bar's count with its share of the class
     assert 'aria-label="class balance: 24 positive, 24 negative"' in r.text
     forms = {f.get("data-api") for f in tags.all("form")}
     assert f"/v1/datasets/{ds['id']}/audits" in forms and f"/v1/datasets/{ds['id']}/models" in forms
@@ -221,8 +227,24 @@ def test_audit_report_page(web, app, alice, subgroup_npz_bytes):
     for heading in ("Discovered subgroups", "Summary", "Lowest and highest sampling probability",
                     "Under-represented latent features",
                     "Supplied attributes and latent features", "Representation per attribute value", "Anomalies",
-                    "Figures"):
+                    "Verdict", "Latent map", "Downloads"):
         assert f">{heading}</h2>" in html, heading
+    # The verdict first: the top under-represented subgroup with its picture, numbers, its enriched attribute.
+    assert html.index(">Verdict</h2>") < html.index(">Latent map</h2>") < html.index(">Discovered subgroups</h2>")
+    verdict = report["verdict"]
+    top = verdict["subgroups"][0]
+    e = top["enriched"][0]
+    held = "mostly" if e["precision"] >= 0.5 else "enriched in"
+    assert f'alt="members of subgroup {top["id"]} ({top["class"]}, {held} {e["attribute"]}={e["value"]})"' in html
+    assert f'<span class="enriched" data-enriched>{e["attribute"]}={e["value"]}</span>' in html
+    assert unescape(verdict["headline"]) in unescape(html) and top["mean_weight_ratio"] > 1
+    assert f"{top['n']} of {top['class_n']} {top['class']} samples" in html
+    assert "samples flagged as anomalies" in html and report["anomalies"]["count"] > 0  # the tail rule flags
+    # Every drawn point of the latent map, its data for the script, and the figures as downloads, not images.
+    assert html.count("data-k=") == report["latent_map"]["n_points"] == 90 and 'id="map-data"' in html
+    hrefs = [a.get("href") for a in Tags(html).all("a")]
+    for url in report["figures"].values():
+        assert url in hrefs
     tags = Tags(html)
     imgs = tags.all("img")
     assert imgs and all(i.get("alt") for i in imgs)
@@ -236,16 +258,22 @@ def test_audit_report_page(web, app, alice, subgroup_npz_bytes):
     assert note.startswith("the decoded strip barely changes") and note in unescape(html)
     for f in positive_features:
         assert f"/audits/{audit_id}/traversals/{f['feature']}.png" in srcs
-    for url in report["figures"].values():
-        assert url in srcs
     # Discovered subgroups lead the report, each grid with an alt text naming it.
     assert html.index(">Discovered subgroups</h2>") < html.index(">Summary</h2>")
     for s in report["subgroups"][:6]:
         if s["grid"]:
             assert s["grid"] in srcs and web.get(s["grid"]).status_code == 200
-    # Lowest and highest sampling probability: 12 a side for each class, and the side they should be on.
-    lowest = [i for i in imgs if "sampling weight" in i["alt"]]
-    assert len(lowest) == 4 * 12
+    # Lowest and highest sampling probability: 12 a side for each class; the anomaly table's first 20. Every
+    # picture says its class, subgroup, attribute values and how often it is drawn, and opens large.
+    samples = [i for i in imgs if i["alt"].startswith("sample ")]
+    assert len(samples) == 4 * 12 + 20
+    labelled = re.compile(r"sample \d+: (positive|negative), subgroup \d+(, \w+=\w+)*; drawn [\d.e+-]+× as often as "
+                          r"the average (positive|negative) sample; anomaly score -?\d+\.\d")
+    assert all(labelled.fullmatch(i["alt"]) for i in samples), samples[0]["alt"]
+    assert any("look=blue" in i["alt"] for i in samples)
+    buttons = [b for b in tags.all("button") if "data-open-sample" in b]
+    assert len(buttons) == len(samples) and all(json.loads(b["data-details"])[0][0] == "Sample" for b in buttons)
+    assert "w 9" not in html and ' · w ' not in html
     # One histogram per feature, one chart per attribute's representation, one for the relations.
     assert html.count('aria-label="histogram of feature') == len(report["under_represented_features"])
     # Representation: counts and shares with their Wilson intervals in the visible table (no <details>).
@@ -254,19 +282,21 @@ def test_audit_report_page(web, app, alice, subgroup_npz_bytes):
     assert lo <= rep["share"] <= hi and html.count("data-share-ci") == len(report["representation"])
     assert f"[{100 * lo:.1f}%, {100 * hi:.1f}%]" in html and "<summary>Table</summary>" not in html
     # Anomaly table: the first 20 by score, alt text naming sample, label and score; a next-page link.
-    rows = [i for i in imgs if i["alt"].startswith("sample ") and "sampling weight" not in i["alt"]]
-    assert len(rows) == 20 and re.fullmatch(r"sample \d+, label (positive|negative), anomaly score -?\d+\.\d",
-                                            rows[0]["alt"])
+    def anomaly_alts(page: str) -> list[str]:
+        table = page[page.index('<table class="anomalies">'):]
+        return [i["alt"] for i in Tags(table[:table.index("</table>")]).all("img")]
+
+    rows = anomaly_alts(html)
+    assert len(rows) == 20
     next_link = next(a["href"] for a in tags.all("a") if a.get("rel") == "next")
-    second = Tags(web.get(next_link).text).all("img")
-    second_rows = [i["alt"] for i in second if i["alt"].startswith("sample ") and "sampling weight" not in i["alt"]]
-    assert len(second_rows) == 20 and not set(second_rows) & {i["alt"] for i in rows}
+    second_rows = anomaly_alts(web.get(next_link).text)
+    assert len(second_rows) == 20 and not set(second_rows) & set(rows)
     csv_link = next(a["href"] for a in tags.all("a") if "format=csv" in a.get("href", ""))
     assert web.get(csv_link).headers["content-type"].startswith("text/csv")
     # Filters: label, attribute, minimum score; bad input is named on the page.
     faces = web.get(f"/audits/{audit_id}", params={"label": "1", "attribute": "skin_tone:dark"}).text
-    alts = [i["alt"] for i in Tags(faces).all("img") if i["alt"].startswith("sample ") and "weight" not in i["alt"]]
-    assert alts and all("label positive" in a for a in alts)
+    alts = anomaly_alts(faces)
+    assert alts and all(re.match(r"sample \d+: positive, .*skin_tone=dark", a) for a in alts)
     r = web.get(f"/audits/{audit_id}", params={"min_score": "lots", "attribute": "nope"})
     assert r.status_code == 200 and "minimum score must be a number" in r.text and "NAME:VALUE" in r.text
     r = web.get(f"/audits/{audit_id}", params={"attribute": "hat:red"})
@@ -313,6 +343,11 @@ def test_downloaded_report_is_self_contained(web, app, alice, tiny_npz_bytes):
             value = attrs.get(name)
             assert value is None or value.startswith(("data:", "#")), (tag, name, value)
     assert html.count("<tr") >= 50  # the top 50 anomalies, statically
+    # The verdict and a static latent map (no script, so no map data or dialog), figures as saved files.
+    assert ">Verdict</h2>" in html and 'class="latent-map"' in html and 'id="map-data"' not in html
+    assert "<dialog" not in html and "data-open-sample" not in html
+    assert any(a.get("download", "").endswith(".png") and a["href"].startswith("data:image/png")
+               for a in tags.all("a"))
 
 
 def test_model_page_and_comparison(web, app, alice, tiny_npz_bytes, test_npz_bytes):
@@ -325,7 +360,10 @@ def test_model_page_and_comparison(web, app, alice, tiny_npz_bytes, test_npz_byt
     assert run_jobs(app) == 2
     sign_in(web, alice)
     page = web.get(f"/models/{ids['dbvae']}").text
-    assert 'aria-label="training loss per epoch' in page and "loss parts" in page
+    assert 'aria-label="training loss (total: BCE + reconstruction + KL) per epoch' in page
+    # Loss parts: one chart each (own scale), the KL's weight stated.
+    assert "Loss parts" in page and page.count('aria-label="KL divergence, weight 0.0005 (kl_weight)') == 1
+    assert 'aria-label="classification (BCE), weight 1' in page and 'aria-label="reconstruction (L1)' in page
     # Defaults: the newest debiased model against the newest standard one.
     page = web.get("/compare", params={"dataset": test["id"]}).text
     assert re.search(rf'<option value="{ids["dbvae"]}" title="[^"]*" selected>', page)
@@ -345,6 +383,8 @@ def test_model_page_and_comparison(web, app, alice, tiny_npz_bytes, test_npz_byt
     page = web.get("/compare", params=params).text
     assert "Worst group accuracy" in page and 'id="group-bars"' in page
     assert page.count("label positive, skin_tone") >= 3 and "training accuracy" in page
+    # The two models' curves overlay the same quantity: BCE with BCE, never a DB-VAE's total loss.
+    assert 'aria-label="classification loss (BCE) per epoch' in page and "training loss (total" not in page
     # The page opens with the API's verdict sentence; every group bar has its error bar and its n.
     cmp = web.get(f"/v1/models/{ids['dbvae']}/compare",
                   params={"baseline": ids["standard"], "dataset": test["id"]}).json()
@@ -414,9 +454,10 @@ def test_charts_escape_their_text_and_describe_themselves():
     assert svg.startswith('<svg class="chart"') and 'role="img"' in svg and "&#34;quoted&#34;" in svg
     hist = charts.histogram([0, 1, 2, 3], {"positive": [1, 5, 2], "negative": [0, 2, 9]}, "h",
                             highlight=[2, 3])
-    assert hist.count("<rect") == 2 + 6 + 1  # legend keys, bars, rare range
+    assert hist.count("<rect") == 2 + 6 + 1 + 1  # legend keys, bars, rare range, the negatives' hatch
+    assert "url(#hatch" in hist and "rare range</text>" in hist
     line = charts.line_chart([("a", [(1, 0.5), (2, 0.25)]), ("b", [])], "curve")
-    assert "<polyline" in line and line.count("<circle") == 2
+    assert "<polyline" in line and line.count("<circle") == 1 + 2  # legend key, points (series b: squares)
     bars = charts.grouped_bars([("g1", [0.5, 0.75]), ("g2", [None, 1.0])], [("base", "#000"), ("new", "#00f")],
                                "acc", marked=[0])
     assert "★ g1" in bars and "base: no value" in bars and "75.0%" in bars

@@ -107,6 +107,7 @@
   /* ---------------------------------------------------------------- jobs */
   function finishJob(el, job) {
     el.dataset.status = job.status;
+    refreshLists();
     var group = el.closest("[data-reload-when-done]");
     if (job.status === "succeeded") {
       if (group) {
@@ -134,11 +135,53 @@
     }
   }
 
+  function duration(seconds) {
+    var s = Math.max(0, Math.round(seconds));
+    if (s < 60) return s + " s";
+    var m = Math.floor(s / 60);
+    return m < 60 ? m + " min " + ("0" + (s % 60)).slice(-2) + " s" : Math.floor(m / 60) + " h " + (m % 60) + " min";
+  }
+
+  /* What the job is doing, in words: its place in the queue while it waits, its message while it runs. */
+  function jobStatusText(job) {
+    if (job.status === "queued") {
+      return job.queue_position ? "queued: " + (job.queue_position === 1 ? "next to start" :
+        "position " + job.queue_position + " in the queue") : "queued";
+    }
+    if (job.cancel_requested && job.status === "running") return "cancelling…";
+    return job.status + ": " + job.message;
+  }
+
+  function jobTimeText(job) {
+    var now = Date.now();
+    if (job.status === "queued") return "waiting " + duration((now - Date.parse(job.created_at)) / 1000);
+    if (job.started_at) return "running for " + duration((now - Date.parse(job.started_at)) / 1000);
+    return "";
+  }
+
+  function initCancel(el) {
+    var button = el.querySelector("[data-cancel]");
+    if (!button || button.dataset.bound) return;
+    button.dataset.bound = "1";
+    button.addEventListener("click", function () {
+      button.disabled = true;
+      sendJson("POST", "/v1/jobs/" + el.dataset.job + "/cancel")
+        .then(function (job) { el.querySelector(".job-message").textContent = jobStatusText(job); })
+        .catch(function (err) {
+          button.disabled = false;
+          el.querySelector(".job-message").textContent = "Cancel refused: " + err.message;
+        });
+    });
+  }
+
   function watchJob(el) {
     var id = el.dataset.job;
     var bar = el.querySelector("progress");
     var message = el.querySelector(".job-message");
+    var time = el.querySelector("[data-job-time]");
+    initCancel(el);
     function tick() {
+      if (!el.isConnected) return;  // replaced by a refreshed list: the new widget polls
       fetch("/v1/jobs/" + id, { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (r) { return r.json().then(function (b) { return { ok: r.ok, status: r.status, body: b }; }); })
         .then(function (res) {
@@ -146,13 +189,39 @@
           var job = res.body;
           bar.value = job.progress;
           bar.textContent = Math.round(job.progress) + "%";
-          message.textContent = job.status + ": " + job.message;
-          if (FINISHED[job.status]) { finishJob(el, job); return; }
+          message.textContent = jobStatusText(job);
+          if (time) time.textContent = jobTimeText(job);
+          if (FINISHED[job.status]) { if (el.isConnected) finishJob(el, job); return; }
           setTimeout(tick, POLL_MS);
         })
         .catch(function () { setTimeout(tick, POLL_MS * 4); });
     }
     setTimeout(tick, POLL_MS);
+  }
+
+  /* The dataset page's audits and models, re-read from the server when a job starts or ends: no reload. */
+  var refreshing = null;
+  function refreshLists() {
+    var target = document.querySelector("[data-refresh-lists]");
+    if (!target || refreshing) return;
+    refreshing = fetch(window.location.pathname, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        refreshing = null;
+        if (!html) return;
+        var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("[data-refresh-lists]");
+        if (!fresh) return;
+        target.innerHTML = fresh.innerHTML;
+        target.querySelectorAll("[data-job]").forEach(watchJob);
+        var select = document.getElementById("audit-model");
+        var freshSelect = fresh.ownerDocument.getElementById("audit-model");
+        if (select && freshSelect && select.options.length !== freshSelect.options.length) {
+          var chosen = select.value;
+          select.innerHTML = freshSelect.innerHTML;
+          select.value = chosen;
+        }
+      })
+      .catch(function () { refreshing = null; });
   }
 
   function jobElement(job, href, text, what) {
@@ -164,7 +233,7 @@
     div.dataset.what = what;
     var label = document.createElement("label");
     label.htmlFor = "job-" + job.id + "-bar";
-    label.textContent = what + " (job " + job.id + ")";
+    label.textContent = what;
     var bar = document.createElement("progress");
     bar.id = "job-" + job.id + "-bar";
     bar.max = 100;
@@ -172,10 +241,17 @@
     var msg = document.createElement("span");
     msg.className = "job-message";
     msg.setAttribute("aria-live", "polite");
-    msg.textContent = job.status + ": " + job.message;
-    div.appendChild(label);
-    div.appendChild(bar);
-    div.appendChild(msg);
+    msg.textContent = jobStatusText(job);
+    var time = document.createElement("span");
+    time.className = "job-time muted small";
+    time.dataset.jobTime = "";
+    var cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "job-cancel";
+    cancel.dataset.cancel = "";
+    cancel.textContent = "Cancel";
+    cancel.setAttribute("aria-label", "Cancel " + what);
+    [label, bar, msg, time, cancel].forEach(function (c) { div.appendChild(c); });
     return div;
   }
 
@@ -217,6 +293,25 @@
     form.dataset.reloadUrl = source.getAttribute("action") + "?" + query;
   }
 
+  /* A job named by what it makes: "DB-VAE model 3, histogram, 6 epochs", "audit 4, histogram, with DB-VAE model 3". */
+  function jobName(what, body, resource, job) {
+    var epochs = function (n) { return n + " epoch" + (n === 1 ? "" : "s"); };
+    var training = body.training || {};
+    if (what === "audit" && resource.audit_id) {
+      var density = body.density || "histogram";
+      return "audit " + resource.audit_id + ", " + density + (body.model_id ?
+        ", with DB-VAE model " + resource.model_id :
+        ", training its own DB-VAE model " + resource.model_id + " (" + epochs(training.epochs || 6) + ")");
+    }
+    if (resource.model_id && !resource.evaluation_id && body.method) {
+      var name = body.method === "dbvae" ? "DB-VAE model " + resource.model_id + ", " + (body.density || "histogram")
+        : "standard model " + resource.model_id;
+      return (what === "retraining" ? "retraining: " : "") + name + ", " + epochs(body.epochs || 6);
+    }
+    if (resource.evaluation_id) return "evaluation " + resource.evaluation_id;
+    return (what || "job") + " " + job.id;
+  }
+
   function initApiForm(form) {
     var error = form.querySelector("[data-form-error]");
     var jobs = form.querySelector(".jobs");
@@ -242,11 +337,12 @@
         accepted.forEach(function (res) {
           var href = fill(form.dataset.link || "", res.resource);
           var text = fill(form.dataset.linkText || "open", res.resource);
-          var el = jobElement(res.job, href, text, (form.dataset.what || "job") + " " + res.job.id);
+          var el = jobElement(res.job, href, text, jobName(form.dataset.what, JSON.parse(body), res.resource, res.job));
           jobs.appendChild(el);
           watchJob(el);
         });
         button.disabled = false;
+        refreshLists();
       }).catch(function (err) {
         button.disabled = false;
         showError(error, "Refused: " + err.message);
@@ -323,7 +419,42 @@
     });
   }
 
+  /* Dataset page: rename in place (PATCH), delete after a confirmation (DELETE, then back to the list). */
+  function initRename(form) {
+    var status = form.querySelector("[data-rename-status]");
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var name = form.elements.name.value;
+      status.className = "small";
+      status.textContent = "saving…";
+      sendJson("PATCH", form.dataset.api, { name: name }).then(function (ds) {
+        document.querySelectorAll("[data-dataset-name]").forEach(function (n) { n.textContent = ds.name; });
+        document.title = ds.name + " · debias";
+        status.textContent = "renamed";
+      }).catch(function (err) {
+        status.className = "small error";
+        status.textContent = "Refused: " + err.message;
+      });
+    });
+  }
+
+  function initDelete(button) {
+    button.addEventListener("click", function () {
+      var status = document.querySelector("[data-delete-status]");
+      if (!window.confirm(button.dataset.confirm)) return;
+      button.disabled = true;
+      sendJson("DELETE", button.dataset.api).then(function () {
+        window.location.assign("/");
+      }).catch(function (err) {
+        button.disabled = false;
+        if (status) { status.className = "small error"; status.textContent = "Refused: " + err.message; }
+      });
+    });
+  }
+
   function init() {
+    document.querySelectorAll("form.rename-form").forEach(initRename);
+    document.querySelectorAll("[data-delete-dataset]").forEach(initDelete);
     document.querySelectorAll("form.review-form").forEach(initReviewForm);
     document.querySelectorAll("form.review-bulk").forEach(initReviewBulk);
     var upload = document.getElementById("upload-form");
