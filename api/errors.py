@@ -18,13 +18,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from audit.errors import DebiasError
 
-from .textrules import PATTERN_MEANINGS
-
 from .multipart import UploadError
 from .schemas import ErrorOut
 from .services import Conflict, NotFound
 from .services.audits import InvalidCursor
 from .services.datasets import UnsupportedFormat
+from .textrules import PATTERN_MEANINGS
 
 log = logging.getLogger("debias.api")
 

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from .textrules import VISIBLE_TEXT
 from .services import MAX_ID
+from .textrules import VISIBLE_TEXT
 
 
 def _json_integer(value: object) -> object:
@@ -110,7 +110,7 @@ class TrainOptions(RequestBody):
                                     "of epoch error_epoch when it is longer; 0: at its end; left out: 150")
     error_schedule: ErrorSchedule | None = Field(None, description="constant: the error set drawn (1 + "
                                                  "error_upweight) times as often in every later epoch; geometric: "
-                                                 "(1 + error_upweight)^k times in the k-th; left out: geometric")
+                                                 "(1 + error_upweight)^k times in the k-th; left out: constant")
     mix_groups: float | None = Field(None, ge=0, le=1, description="share of each batch mixed with a same-class "
                                      "sample from the other side of the error set (needs error_upweight > 0); "
                                      "left out: 0 (it lost on the Colored MNIST benchmark)")

@@ -181,7 +181,8 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     p.add_argument("--error-schedule", choices=("constant", "geometric"), default=None,  # training.ERROR_SCHEDULES
                    help="constant: the error set drawn 1 + --error-upweight times as often in every later epoch; "
                         "geometric: (1 + upweight)^k times in the k-th, so the last epochs train almost only on it "
-                        "(default: geometric when the error set is on)")
+                        "(default: constant; geometric reached 0.83-0.87 worst group on Colored MNIST but lost "
+                        "on the planted faces)")
     p.add_argument("--mix-groups", type=_finite_float, default=None,
                    help="share of each batch mixed with a same-class sample from the other side of the error "
                         "set (LISA over inferred groups; needs --error-upweight) (default: 0, off: it lost on the "

@@ -11,8 +11,9 @@ balanced over class x colour:
                 --error-steps steps of epoch 1, drawn (1 + upweight) times as often from then on
   jtt-geometric the same, the multiplier raised to the k-th power in the k-th epoch after the
                 snapshot (--error-schedule geometric)
-  dbvae-constant DB-VAE density weights (both classes, tempered) times JTT's constant multiplier
-  default       `--method dbvae` as it ships: the same with the geometric schedule
+  default       `--method dbvae` as it ships: DB-VAE density weights (both classes, tempered)
+                times JTT's constant multiplier
+  dbvae-geometric the same with the geometric schedule (--error-schedule geometric)
   ae            the default with kl_weight 0 (an autoencoder: does the VAE prior matter here?)
   oracle        group-balanced sampling with the TRUE class x colour groups: an upper reference
                 that uses the labels the others never see; never a default
@@ -47,7 +48,7 @@ _REAL_EPOCH_BATCHES = training.epoch_batches
 LAB = dict(density="histogram", reweight="positive", strength=1.0, min_effective_fraction=0.0)
 
 
-DEFAULT_METHODS = ["standard", "lab-dbvae", "jtt", "jtt-geometric", "dbvae-constant", "default", "ae", "oracle"]
+DEFAULT_METHODS = ["standard", "lab-dbvae", "jtt", "jtt-geometric", "default", "dbvae-geometric", "ae", "oracle"]
 
 
 def methods(upweight: float, error_epoch: int, error_steps: int = 0) -> dict[str, tuple[dict, dict]]:
@@ -61,10 +62,10 @@ def methods(upweight: float, error_epoch: int, error_steps: int = 0) -> dict[str
         "jtt": ({"method": "standard"}, const),
         "jtt-geometric": ({"method": "standard"}, geo),
         "jtt-mix": ({"method": "standard"}, const | {"mix_groups": 0.5}),
-        "dbvae-constant": ({"method": "dbvae"}, const),
+        "default": ({"method": "dbvae"}, const),
+        "dbvae-geometric": ({"method": "dbvae"}, geo),
         "dbvae-mix": ({"method": "dbvae"}, const | {"mix_groups": 0.5}),
-        "default": ({"method": "dbvae"}, geo),
-        "ae": ({"method": "dbvae", "kl_weight": 0.0}, geo),
+        "ae": ({"method": "dbvae", "kl_weight": 0.0}, const),
         "oracle": ({"method": "standard"}, {}),
     }
 

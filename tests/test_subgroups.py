@@ -11,8 +11,14 @@ from audit.cli import main, summarise_audit
 from audit.errors import DebiasError
 from audit.report import SAMPLE_COLUMNS, SUBGROUP_COLUMNS, AuditConfig, audit_latents
 from audit.sampling import per_class_log_density
-from audit.subgroups import (SubgroupFinder, discover_subgroups, enrichment, grid_members, summarise_subgroups,
-                             under_representation)
+from audit.subgroups import (
+    SubgroupFinder,
+    discover_subgroups,
+    enrichment,
+    grid_members,
+    summarise_subgroups,
+    under_representation,
+)
 
 
 def planted(rng, n=1000, dim=16, share=0.03, distance=8.0, spread=0.5):

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+import audit.training as training
 from audit import __version__
 from audit.checkpoint import checkpoint_path, load_model
 from audit.errors import DebiasError, ModelError
 from audit.models import ModelConfig
 from audit.pipeline import train_model
-import audit.training as training
 from audit.training import TrainConfig, epoch_batches
 
 SIZE = 16  # as in conftest.tiny_dataset
@@ -271,11 +271,11 @@ def test_training_with_group_mixing_runs_and_is_seeded(tiny_dataset, tmp_path):
 def test_error_aware_defaults_per_method():
     from audit.training import default_error_options
 
-    geo = {"error_schedule": "geometric"}
-    assert default_error_options("dbvae", 6) == {"error_upweight": 50.0, "mix_groups": 0.0} | geo
-    assert default_error_options("standard", 6) == {"error_upweight": 0.0, "mix_groups": 0.0} | geo
-    assert default_error_options("dbvae", 1) == {"error_upweight": 0.0, "mix_groups": 0.0} | geo  # no epoch after
+    const = {"error_schedule": "constant"}
+    assert default_error_options("dbvae", 6) == {"error_upweight": 50.0, "mix_groups": 0.0} | const
+    assert default_error_options("standard", 6) == {"error_upweight": 0.0, "mix_groups": 0.0} | const
+    assert default_error_options("dbvae", 1) == {"error_upweight": 0.0, "mix_groups": 0.0} | const  # no epoch after
     # What the user gives wins; the lab's flags turn it off.
-    assert default_error_options("dbvae", 6, error_upweight=0.0) == {"error_upweight": 0.0, "mix_groups": 0.0} | geo
-    assert default_error_options("standard", 6, 20.0, 0.25, error_schedule="constant") == {
-        "error_upweight": 20.0, "mix_groups": 0.25, "error_schedule": "constant"}
+    assert default_error_options("dbvae", 6, error_upweight=0.0) == {"error_upweight": 0.0, "mix_groups": 0.0} | const
+    assert default_error_options("standard", 6, 20.0, 0.25, error_schedule="geometric") == {
+        "error_upweight": 20.0, "mix_groups": 0.25, "error_schedule": "geometric"}
