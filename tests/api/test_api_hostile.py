@@ -293,10 +293,10 @@ def test_cookie_requests_must_match_scheme_host_and_port(client, alice, tiny_npz
 def test_methods_and_allow_header(client, alice, tiny_npz_bytes):
     ds = upload(client, alice, tiny_npz_bytes).json()["id"]
     r = client.options(f"/v1/datasets/{ds}", headers=alice)
-    assert r.status_code == 204 and r.headers["allow"] == "DELETE, GET, HEAD, OPTIONS"
+    assert r.status_code == 204 and r.headers["allow"] == "DELETE, GET, HEAD, OPTIONS, PATCH"
     r = client.put(f"/v1/datasets/{ds}", headers=alice)
     assert_error(r, 405, "Method Not Allowed")
-    assert r.headers["allow"] == "DELETE, GET, HEAD, OPTIONS"
+    assert r.headers["allow"] == "DELETE, GET, HEAD, OPTIONS, PATCH"
     assert client.options("/v1/datasets", headers=alice).headers["allow"] == "GET, HEAD, OPTIONS, POST"
 
 
