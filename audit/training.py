@@ -102,8 +102,8 @@ class TrainConfig:
 # Chosen on bench/debias_bench.py (Colored MNIST, 20,000 images, 3 seeds; README "Debiasing on real images").
 # Mixing across the error set (--mix-groups) lost there: 0.49 vs 0.59 worst-group (DB-VAE, seed 0), 0.68 / 0.63
 # vs 0.78 / 0.78 (JTT, seeds 0-1, when its upweight still compounded: the geometric schedule). The constant
-# schedule is the default: geometric lost on the planted faces. The lab's algorithm is --density histogram --reweight positive --min-ess 0
-# --error-upweight 0.
+# schedule is the default: geometric lost on the planted faces. The lab's algorithm is --density histogram
+# --reweight positive --min-ess 0 --error-upweight 0.
 ERROR_AWARE_DEFAULTS = {"error_upweight": 50.0, "mix_groups": 0.0, "error_schedule": "constant"}
 
 
