@@ -30,6 +30,7 @@ AttributeName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^
 Density = Literal["histogram", "histogram-product", "gmm", "kde"]
 Reweight = Literal["both", "positive"]
 ErrorSchedule = Literal["constant", "geometric"]  # audit.training.ERROR_SCHEDULES
+VAL_FRACTION, MAX_VAL_FRACTION = 0.1, 0.5  # audit.holdout's
 # An auditor's decision on a sample (audit.reviews.DECISIONS); a filter on review state adds any and none.
 Decision = Literal["reviewed", "keep", "exclude"]
 ReviewState = Literal["reviewed", "keep", "exclude", "any", "none"]
@@ -111,6 +112,9 @@ class TrainOptions(RequestBody):
     error_schedule: ErrorSchedule | None = Field(None, description="constant: the error set drawn (1 + "
                                                  "error_upweight) times as often in every later epoch; geometric: "
                                                  "(1 + error_upweight)^k times in the k-th; left out: constant")
+    val_fraction: float = Field(VAL_FRACTION, ge=0, le=MAX_VAL_FRACTION,
+                                description="share of each class held out of training (stratified, drawn from "
+                                            "the seed) and measured after every epoch: val_* in the history")
     mix_groups: float | None = Field(None, ge=0, le=1, description="share of each batch mixed with a same-class "
                                      "sample from the other side of the error set (needs error_upweight > 0); "
                                      "left out: 0 (it lost on the Colored MNIST benchmark)")

@@ -187,6 +187,9 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
                    help="share of each batch mixed with a same-class sample from the other side of the error "
                         "set (LISA over inferred groups; needs --error-upweight) (default: 0, off: it lost on the "
                         "benchmark)")
+    p.add_argument("--val-fraction", type=_finite_float, default=0.1,  # holdout.VAL_FRACTION
+                   help="share of each class held out of training and measured after every epoch (validation "
+                        "accuracy and loss in the history); 0 to 0.5")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--exclude-from", metavar="AUDIT_DIR/reviews.csv",
                    help="leave out of training the samples a reviews CSV (columns index,decision; the service's "
@@ -303,7 +306,7 @@ def cmd_train(args) -> None:
                             density=args.density, density_params=_density_params(args),
                             reweight=args.reweight, strength=args.strength,
                             min_effective_fraction=args.min_effective_fraction,
-                            error_epoch=args.error_epoch, device=args.device,
+                            error_epoch=args.error_epoch, val_fraction=args.val_fraction, device=args.device,
                             **({} if args.error_steps is None else {"error_steps": args.error_steps}),
                             **default_error_options(args.method, args.epochs, args.error_upweight, args.mix_groups,
                                                     args.error_epoch, args.error_schedule))

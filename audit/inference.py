@@ -16,12 +16,21 @@ def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict(model: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 512,
-            want_recon_error: bool = True, progress: bool = False) -> dict[str, np.ndarray]:
-    """Logits for every image; for a DB-VAE also latent mean, log-variance and L1 error.
+            want_recon_error: bool = True, progress: bool = False,
+            indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Logits for every image (or for images[indices], in that order); for a DB-VAE also latent mean,
+    log-variance and L1 error.
 
     Reconstruction error is decoded from the latent mean, so it is deterministic.
     progress: a progress bar over the batches (the CLI's audit; never in a service job's log).
     """
+    if indices is not None:
+        # Sorted reads are sequential on a memory-mapped cache; only one batch is in memory at a time.
+        order = np.argsort(indices, kind="stable")
+        out = predict(model, _Rows(images, np.asarray(indices)[order]), device, batch_size, want_recon_error,
+                      progress)
+        inverse = np.argsort(order, kind="stable")
+        return {k: v[inverse] for k, v in out.items()}
     was_training = model.training
     model.eval()
     parts: dict[str, list[np.ndarray]] = {}
@@ -41,6 +50,19 @@ def predict(model: nn.Module, images: np.ndarray, device: torch.device, batch_si
     finally:
         model.train(was_training)
     return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+class _Rows:
+    """images[indices] read a slice at a time, without copying the whole selection."""
+
+    def __init__(self, images: np.ndarray, indices: np.ndarray):
+        self.images, self.indices = images, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return self.images[self.indices[rows]]
 
 
 @torch.inference_mode()

@@ -15,6 +15,7 @@ from .checkpoint import latest_checkpoint, load_training_state, model_from_state
 from .dataset import ImageDataset
 from .density import ESTIMATORS
 from .errors import DebiasError, ModelError
+from .holdout import MAX_VAL_FRACTION, VAL_FRACTION, validation_metrics, validation_split
 from .inference import predict, to_tensor
 from .mixing import GroupMixer
 from .models import ModelConfig, build_model, check_image_size, dbvae_loss, pick_device
@@ -64,6 +65,9 @@ class TrainConfig:
     # Share of each batch mixed with a same-class partner from the other side of the error set
     # (LISA's selective augmentation over inferred groups; audit/mixing.py). Needs error_upweight > 0.
     mix_groups: float = 0.0
+    # Share of each class held out of training (stratified, drawn from the seed) and measured after every
+    # epoch: the history's val_* figures. The error set and the audit still cover every sample.
+    val_fraction: float = VAL_FRACTION
     device: str | None = None
 
     def __post_init__(self) -> None:
@@ -87,6 +91,8 @@ class TrainConfig:
             raise DebiasError(f"mix_groups must be a share from 0 to 1, got {self.mix_groups}")
         if self.mix_groups and not self.error_upweight:
             raise DebiasError("mix_groups mixes across the error set: set error_upweight > 0 too")
+        if not (math.isfinite(self.val_fraction) and 0 <= self.val_fraction <= MAX_VAL_FRACTION):
+            raise DebiasError(f"val_fraction must be a share from 0 to {MAX_VAL_FRACTION}, got {self.val_fraction}")
         if self.error_schedule not in ERROR_SCHEDULES:
             raise DebiasError(f"unknown error schedule {self.error_schedule!r}; choose one of "
                               f"{', '.join(ERROR_SCHEDULES)}")
@@ -152,8 +158,8 @@ class ImageSource:
 
 
 def epoch_batches(labels: np.ndarray, prob: np.ndarray | None, batch_size: int, steps: int,
-                  rng: np.random.Generator) -> np.ndarray:
-    """(steps, batch_size) indices, half positives and half negatives per batch.
+                  rng: np.random.Generator, pool: np.ndarray | None = None) -> np.ndarray:
+    """(steps, batch_size) indices, half positives and half negatives per batch, from `pool` (a mask) if given.
 
     With `prob` (debiased) each class is drawn with replacement by its share of
     prob; without it each class is walked in shuffled order, repeating as needed.
@@ -161,7 +167,7 @@ def epoch_batches(labels: np.ndarray, prob: np.ndarray | None, batch_size: int, 
     halves = {1: batch_size // 2, 0: batch_size - batch_size // 2}
     columns = []
     for cls, per_batch in halves.items():
-        members = np.flatnonzero(labels == cls)
+        members = np.flatnonzero((labels == cls) if pool is None else (labels == cls) & pool)
         need = steps * per_batch
         if prob is not None:
             p = prob[members] / prob[members].sum()
@@ -175,13 +181,27 @@ def epoch_batches(labels: np.ndarray, prob: np.ndarray | None, batch_size: int, 
 
 
 def debiasing_probability(model, source_images: np.ndarray, labels: np.ndarray, cfg: TrainConfig,
-                          device: torch.device) -> tuple[np.ndarray, dict[int, float], np.ndarray]:
-    """(sampling probability, strength used per class, logits of this pass) from the current model."""
+                          device: torch.device, pool: np.ndarray | None = None
+                          ) -> tuple[np.ndarray, dict[int, float], np.ndarray]:
+    """(sampling probability, strength used per class, logits of this pass) from the current model.
+
+    The densities are fitted on `pool` (the training samples; all if None) and the probability is 0 outside
+    it; the logits cover every sample (the error set is taken on all of them).
+    """
     out = predict(model, source_images, device, want_recon_error=False)
-    log_density = per_class_log_density(out["mu"], labels, cfg.density, cfg.density_params)
-    prob, used = class_balanced_sampling_probability(log_density, labels, cfg.reweight, cfg.strength,
-                                                     cfg.min_effective_fraction)
+    pool = np.ones(len(labels), dtype=bool) if pool is None else pool
+    log_density = per_class_log_density(out["mu"][pool], labels[pool], cfg.density, cfg.density_params)
+    prob = np.zeros(len(labels))
+    prob[pool], used = class_balanced_sampling_probability(log_density, labels[pool], cfg.reweight, cfg.strength,
+                                                           cfg.min_effective_fraction)
     return prob, used, out["logit"]
+
+
+def uniform_probability(labels: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Class-balanced and uniform inside each class over `pool`; 0 outside it."""
+    prob = np.zeros(len(labels))
+    prob[pool] = class_balanced_sampling_probability(np.zeros(int(pool.sum())), labels[pool], "both", 0.0)[0]
+    return prob
 
 
 ERROR_SET_FILE = "error_set.npy"
@@ -211,9 +231,11 @@ def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_d
         start_epoch, history = _restore(out_dir, model, optimizer, model_cfg, cfg, device)
 
     labels = np.asarray(dataset.labels)
+    held_out = validation_split(labels, cfg.val_fraction, cfg.seed)
+    pool = ~held_out
     source = ImageSource(dataset.images, device)
     y_all = torch.from_numpy(labels).to(device)
-    steps = math.ceil(len(labels) / cfg.batch_size)
+    steps = math.ceil(int(pool.sum()) / cfg.batch_size)
     prob, strength_used = None, {}
     errors = _load_error_set(out_dir, len(labels)) if resume and cfg.error_upweight else None
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
@@ -226,17 +248,18 @@ def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_d
         # samples falls from 0.96 to 0.65). No density pass is needed until then.
         warming_up = cfg.error_upweight and epoch <= cfg.error_epoch
         if model_cfg.method == "dbvae" and not warming_up:
-            prob, strength_used, logits = debiasing_probability(model, dataset.images, labels, cfg, device)
+            prob, strength_used, logits = debiasing_probability(model, dataset.images, labels, cfg, device, pool)
             density_prob = prob
         split = cfg.error_upweight and errors is None and epoch == cfg.error_epoch and 0 < cfg.error_steps < steps
         if split:
             # The warm-up ends inside this epoch: its first error_steps steps sample uniformly, the rest
             # from the error-aware probability taken in between.
             first = _run_epoch(model, optimizer, source, y_all, epoch_batches(labels, None, cfg.batch_size,
-                               cfg.error_steps, rng), model_cfg, epoch, cfg.epochs, progress, callback, None, rng,
+                               cfg.error_steps, rng, pool), model_cfg, epoch, cfg.epochs, progress, callback, None, rng,
                                epoch_steps=steps)
             if model_cfg.method == "dbvae":
-                prob, strength_used, logits = debiasing_probability(model, dataset.images, labels, cfg, device)
+                prob, strength_used, logits = debiasing_probability(model, dataset.images, labels, cfg, device,
+                                                                    pool)
                 density_prob = prob
         if cfg.error_upweight and errors is None and (split or epoch == cfg.error_epoch + 1):
             # Taken once, early: later the model memorises its rare samples and their errors vanish.
@@ -246,26 +269,29 @@ def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_d
         if errors is not None:
             # The base is the density's (recomputed above) or uniform, never last epoch's upweighted
             # probability: upweighting that again would compound the multiplier every epoch.
-            base = density_prob if density_prob is not None else class_balanced_sampling_probability(
-                np.zeros(len(labels)), labels, "both", 0.0)[0]
+            base = density_prob if density_prob is not None else uniform_probability(labels, pool)
             upweight = scheduled_upweight(cfg, epoch, steps)
             prob = error_upweighted(base, labels, errors, upweight)
-        batches = epoch_batches(labels, prob, cfg.batch_size, steps - cfg.error_steps if split else steps, rng)
+        batches = epoch_batches(labels, prob, cfg.batch_size, steps - cfg.error_steps if split else steps, rng,
+                                pool)
         mixer = GroupMixer(labels, errors, cfg.mix_groups) if errors is not None and cfg.mix_groups else None
         record = _run_epoch(model, optimizer, source, y_all, batches, model_cfg, epoch, cfg.epochs,
                             progress, callback, mixer, rng, done_steps=cfg.error_steps if split else 0,
                             epoch_steps=steps)
         if split:
             record = _merge_records(first, record)
+        if held_out.any():
+            record.update(validation_metrics(model, dataset.images, labels, held_out, errors, device))
         _check_finite(record, epoch, cfg, model_cfg)
         if errors is not None:
             record["error_set"] = {CLASS_NAMES[int(c)]: int(errors[labels == c].sum()) for c in np.unique(labels)}
             record["error_upweight"] = upweight
         if prob is not None:
-            record["max_sampling_weight_ratio"] = float(prob.max() / prob.min())
+            drawn = prob[pool]
+            record["max_sampling_weight_ratio"] = float(drawn.max() / drawn.min())
             record["strength_used"] = {CLASS_NAMES[c]: v for c, v in strength_used.items()}
             record["effective_sample_fraction"] = {
-                CLASS_NAMES[c]: effective_sample_fraction(prob[labels == c]) for c in strength_used}
+                CLASS_NAMES[c]: effective_sample_fraction(prob[(labels == c) & pool]) for c in strength_used}
         history.append(record)
         save_epoch(out_dir, model, optimizer, epoch, asdict(cfg), history)
     model.eval()

@@ -109,7 +109,9 @@ def main() -> None:
             bare_epoch(model, opt, images_t, labels_t, args.batch_size, steps, rng, cfg.kl_weight)
 
     def run_project(out: Path):
-        return train(ds, cfg, TrainConfig(epochs=args.epochs, batch_size=args.batch_size, device=str(device)),
+        # val_fraction 0: the bare loop trains on every image, so must the project for a like-for-like ratio.
+        return train(ds, cfg, TrainConfig(epochs=args.epochs, batch_size=args.batch_size, device=str(device),
+                                          val_fraction=0.0),
                      out, progress=False)
 
     project, bare, project_steps = [], [], []

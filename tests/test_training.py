@@ -11,6 +11,7 @@ from audit.checkpoint import checkpoint_path, load_model
 from audit.errors import DebiasError, ModelError
 from audit.models import ModelConfig
 from audit.pipeline import train_model
+from audit.holdout import VAL_FRACTION, validation_split
 from audit.training import TrainConfig, epoch_batches
 
 SIZE = 16  # as in conftest.tiny_dataset
@@ -185,9 +186,11 @@ def test_error_set_is_taken_once_and_upweights_sampling(tiny_dataset, tmp_path, 
         assert sum(record["error_set"].values()) == int(errors.sum())
     prob = result.sampling_probability
     labels = tiny_dataset.labels
+    trained = ~validation_split(labels, VAL_FRACTION, 0)  # held-out samples are never drawn
+    assert (prob[~trained] == 0).all()
     for cls in (0, 1):
         assert prob[labels == cls].sum() == pytest.approx(0.5)
-        wrong, right = (labels == cls) & (errors == 1), (labels == cls) & (errors == 0)
+        wrong, right = (labels == cls) & (errors == 1) & trained, (labels == cls) & (errors == 0) & trained
         if wrong.any() and right.any() and method == "standard":
             assert prob[wrong].mean() == pytest.approx(21 * prob[right].mean())
 
@@ -205,8 +208,9 @@ def test_error_upweight_follows_its_schedule(tiny_dataset, tmp_path, monkeypatch
                     error_schedule=schedule, **over)
     assert [r["error_upweight"] + 1 for r in result.history[1:]] == pytest.approx(multipliers)
     prob, labels = result.sampling_probability, tiny_dataset.labels
+    trained = ~validation_split(labels, VAL_FRACTION, 0)
     for cls in (0, 1):
-        wrong, right = (labels == cls) & (pattern == 1), (labels == cls) & (pattern == 0)
+        wrong, right = (labels == cls) & (pattern == 1) & trained, (labels == cls) & (pattern == 0) & trained
         assert prob[wrong].mean() == pytest.approx(multipliers[-1] * prob[right].mean())
 
 

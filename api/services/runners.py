@@ -76,21 +76,28 @@ def _claimed_job(session: Session, ctx: JobContext) -> Job:
     return job
 
 
+def stored_train_config(model: TrainedModel, device: str | None) -> TrainConfig:
+    """How a stored model trains: its options, with what models stored before an option existed trained with."""
+    opts = model.options
+    return TrainConfig(epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], seed=opts["seed"],
+                       density=model.density or "histogram", reweight=opts["reweight"],
+                       strength=opts["strength"], min_effective_fraction=opts["min_effective_fraction"],
+                       error_epoch=opts.get("error_epoch", 1),
+                       # Stored before val_fraction existed: trained on every sample.
+                       val_fraction=opts.get("val_fraction", 0.0),
+                       # Stored before error_steps existed: 0, as they trained; stored as None: the default.
+                       error_steps=_or_default(opts.get("error_steps", 0), ERROR_STEPS),
+                       **default_error_options(model.method, opts["epochs"], opts.get("error_upweight", 0.0),
+                                               opts.get("mix_groups", 0.0), opts.get("error_epoch", 1),
+                                               _stored_schedule(model.method, opts)),
+                       device=device)
+
+
 def _train(ctx: JobContext, model: TrainedModel, ds, start: float, span: float) -> None:
     opts = model.options
     cfg = ModelConfig(method=model.method, image_size=model.image_size, latent_dim=opts["latent_dim"],
                       kl_weight=opts["kl_weight"])
-    train_cfg = TrainConfig(epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], seed=opts["seed"],
-                            density=model.density or "histogram", reweight=opts["reweight"],
-                            strength=opts["strength"], min_effective_fraction=opts["min_effective_fraction"],
-                            # Models stored before these options existed trained without them.
-                            error_epoch=opts.get("error_epoch", 1),
-                            # Stored before error_steps existed: 0, as they trained; stored as None: the default.
-                            error_steps=_or_default(opts.get("error_steps", 0), ERROR_STEPS),
-                            **default_error_options(model.method, opts["epochs"], opts.get("error_upweight", 0.0),
-                                                    opts.get("mix_groups", 0.0), opts.get("error_epoch", 1),
-                                                    _stored_schedule(model.method, opts)),
-                            device=ctx.settings.device)
+    train_cfg = stored_train_config(model, ctx.settings.device)
     out = model_dir(ctx.settings, model.id)
     # A retry after a lost worker continues from the last epoch it checkpointed.
     resume = latest_checkpoint(out) is not None

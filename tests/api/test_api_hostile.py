@@ -166,6 +166,10 @@ def test_audit_model_id_out_of_range(client, alice, tiny_npz_bytes):
     ('{"strength": NaN}', "strength"), ('{"epochs": 1e9}', "epochs"), ('{"batch_size": 1}', "batch_size"),
     ('{"latent_dim": 0}', "latent_dim"), ('{"nonsense": 1}', "nonsense"), ('[1, 2]', "request"),
     ('{"lr": 1', "JSON"), ('{"error_schedule": "linear"}', "error_schedule"),
+    ('{"val_fraction": 0.6}', "val_fraction"), ('{"val_fraction": -0.1}', "val_fraction"),
+    # Rules across fields, which the OpenAPI document cannot state (see test_api_schema.NOT_CHECKED).
+    ('{"epochs": 2, "error_epoch": 2, "error_upweight": 5}', "error_epoch (2) must be less than epochs (2)"),
+    ('{"mix_groups": 0.5, "error_upweight": 0}', "mix_groups mixes across the error set"),
 ])
 def test_bad_numbers_in_training_options(client, alice, tiny_npz_bytes, raw, fragment):
     ds = upload(client, alice, tiny_npz_bytes).json()["id"]

@@ -22,3 +22,30 @@ def test_every_front_door_offers_the_engines_error_schedules():
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     [option] = [a for a in train._actions if "--error-schedule" in a.option_strings]
     assert tuple(option.choices) == ERROR_SCHEDULES
+
+
+def test_every_front_door_holds_out_the_engines_validation_share():
+    from api.schemas import ModelCreate
+    from audit.cli import build_parser
+    from audit.holdout import MAX_VAL_FRACTION, VAL_FRACTION
+
+    field = ModelCreate.model_fields["val_fraction"]
+    assert field.default == VAL_FRACTION
+    assert [m.le for m in field.metadata if hasattr(m, "le")] == [MAX_VAL_FRACTION]
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    [option] = [a for a in train._actions if "--val-fraction" in a.option_strings]
+    assert option.default == VAL_FRACTION
+
+
+
+def test_models_stored_before_the_validation_split_train_on_every_sample():
+    # A retry after a lost worker trains a model whose options predate val_fraction as it began: no split.
+    from types import SimpleNamespace
+
+    from api.services.runners import stored_train_config
+    old = {"epochs": 2, "batch_size": 8, "lr": 5e-4, "seed": 0, "reweight": "both", "strength": 1.0,
+           "min_effective_fraction": 0.25}
+    model = SimpleNamespace(method="dbvae", density="histogram", options=old)
+    assert stored_train_config(model, None).val_fraction == 0.0
+    model.options = {**old, "val_fraction": 0.2}
+    assert stored_train_config(model, None).val_fraction == 0.2
