@@ -11,6 +11,8 @@ from ..tables import TrainedModel
 from . import charts
 from .charts import fmt
 
+# Training in the model colour, validation in the baseline's: two lines a reader tells apart at a glance.
+VALIDATION_COLORS = [charts.MODEL_COLOR, charts.BASELINE_COLOR]
 DEFAULT_KL_WEIGHT = 0.0005  # audit.models.ModelConfig's default, for models whose options leave it out
 
 
@@ -25,28 +27,42 @@ def bce_series(m: TrainedModel) -> list[tuple[float, float]]:
 
 
 def _chart(title: str, series: list, y_label: str, y_format, bounds, colors=None) -> dict:
+    series = [(name, pts) for name, pts in series if pts]
+    if not series:
+        return {"title": title, "has_points": False}
     described = "; ".join(f"{name} " + ", ".join(y_format(y) for _, y in pts) for name, pts in series)
-    return {"title": title, "chart": charts.line_chart(series, f"{title} per epoch: {described}", y_label=y_label,
-                                                       y_format=y_format, colors=colors, y_bounds=bounds)}
+    return {"title": title, "has_points": True,
+            "chart": charts.line_chart(series, f"{title} per epoch: {described}", y_label=y_label,
+                                       y_format=y_format, colors=colors, y_bounds=bounds)}
 
 
 def training_curves(models: list[tuple[str, TrainedModel]], colors: list[str] | None = None) -> list[dict]:
     """Per epoch, one line per model: the loss (each model's own when alone, BCE for all when several) and
-    the training accuracy (an axis ending at 100%)."""
+    the accuracy (an axis ending at 100%). Alone, a model's held-out validation figures (history's val_*)
+    share a chart with the same training quantity; several models get a validation accuracy chart of their own."""
     out = []
     if len(models) == 1:
         name, m = models[0]
         what = "training loss" if m.method == "standard" else "training loss (total: BCE + reconstruction + KL)"
-        loss = [(name, _series(m, "loss"))]
-    else:
-        what = "classification loss (BCE)"
-        loss = [(name, bce_series(m)) for name, m in models]
-    if any(pts for _, pts in loss):
-        out.append(_chart(what, loss, "loss", fmt, (0.0, None), colors))
-    acc = [(name, _series(m, "accuracy")) for name, m in models]
-    if any(pts for _, pts in acc):
-        out.append(_chart("training accuracy", acc, "accuracy", charts.pct, (0.0, 1.0), colors))
-    return out
+        out.append(_chart(what, [(name, _series(m, "loss"))], "loss", fmt, (0.0, None), colors))
+        if _series(m, "val_bce"):
+            out.append(_chart("classification loss (BCE), training vs held-out validation",
+                              [("training", bce_series(m)), ("validation", _series(m, "val_bce"))],
+                              "BCE", fmt, (0.0, None), VALIDATION_COLORS))
+        acc = [("training", _series(m, "accuracy")), ("validation", _series(m, "val_accuracy"))]
+        acc = [(who, pts) for who, pts in acc if pts]
+        title = "accuracy, training vs held-out validation" if len(acc) == 2 else "training accuracy"
+        out.append(_chart(title, acc, "accuracy", charts.pct, (0.0, 1.0), VALIDATION_COLORS if len(acc) == 2
+                          else colors))
+        return [c for c in out if c["has_points"]]
+    out.append(_chart("classification loss (BCE)", [(name, bce_series(m)) for name, m in models], "loss", fmt,
+                      (0.0, None), colors))
+    out.append(_chart("training accuracy", [(name, _series(m, "accuracy")) for name, m in models], "accuracy",
+                      charts.pct, (0.0, 1.0), colors))
+    val = [(name, _series(m, "val_accuracy")) for name, m in models]
+    if any(pts for _, pts in val):
+        out.append(_chart("held-out validation accuracy", val, "accuracy", charts.pct, (0.0, 1.0), colors))
+    return [c for c in out if c["has_points"]]
 
 
 def loss_parts(m: TrainedModel) -> list[dict]:

@@ -27,7 +27,7 @@ from ..services import Conflict, NotFound
 from ..services import audits as audit_service
 from ..services import datasets as dataset_service
 from ..services.audits import InvalidCursor
-from . import STATIC_DIR, TEMPLATES_DIR, charts, dataset_view, views
+from . import STATIC_DIR, TEMPLATES_DIR, charts, dataset_view, naming, views
 from .session import (
     LoginRequired,
     PageOwner,
@@ -40,8 +40,8 @@ from .session import (
 
 env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]),
                   trim_blocks=True, lstrip_blocks=True)
-env.globals.update(fmt=charts.fmt, pct=charts.pct, version=__version__, label_text=views.label_text,
-                   group_name=views.group_name, urlencode=urlencode)
+env.globals.update(fmt=charts.fmt, pct=charts.pct, version=__version__, label_text=naming.label_text,
+                   group_name=naming.group_name, urlencode=urlencode)
 
 # Pages load their script and style from this app only; images from it or inline (data:).
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "

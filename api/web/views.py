@@ -20,7 +20,6 @@ from audit.features import TRAVERSAL_STEPS
 from audit.stats import as_interval, wilson_interval
 
 from ..routes.shapes import image_url
-from ..schemas import ModelCreate
 from ..services import Conflict, NotFound
 from ..services import audits as audit_service
 from ..services import comparison as comparison_service
@@ -31,19 +30,14 @@ from ..services import reviews as review_service
 from ..services.runners import audit_dir
 from ..settings import Settings
 from ..tables import Audit, AuditScore, Dataset, Job, Sample, TrainedModel
-from . import audit_view, charts, curves, dataset_view
+from . import audit_view, charts, curves, dataset_view, model_view
 from .charts import fmt
+from .naming import group_name, label_text
 
-CLASS_OF_LABEL = {1: "positive", 0: "negative"}
-LABEL_OF_CLASS = {v: k for k, v in CLASS_OF_LABEL.items()}
 SAMPLE_GRID = 32          # thumbnails on a dataset page
 EXTREMES = 12             # thumbnails per side (lowest / highest sampling probability), per class
 ANOMALY_PAGE = 20         # rows per page of the anomaly table
 DOWNLOAD_ANOMALIES = 50   # rows of the anomaly table in a downloaded report
-
-
-def label_text(label: int) -> str:
-    return CLASS_OF_LABEL.get(int(label), str(label))
 
 
 # ------------------------------------------------------------------ images
@@ -224,6 +218,16 @@ class AnomalyQuery:
         return audit_service.ScoreFilter(order="anomaly_score", label=self.label, attributes=attrs,
                                          min_score=self.min_score, review=self.review)
 
+    def review_selection(self) -> dict | None:
+        """The bulk review selection (POST /v1/audits/{id}/reviews) of every sample this filter shows; None
+        without a filter (a decision for the whole audit is not one click away) or with a bad one."""
+        if self.errors:
+            return None
+        sel = {"label": self.label, "attribute": [self.attribute] if self.attribute else None,
+               "min_anomaly_score": self.min_score, "review": self.review}
+        sel = {k: v for k, v in sel.items() if v is not None}
+        return sel or None
+
     def params(self, **override) -> dict:
         out = {"label": self.label, "attribute": self.attribute, "min_score": self.min_score, "review": self.review,
                **override}
@@ -347,6 +351,7 @@ def audit_page(session: Session, settings: Settings, owner_id: int, audit_id: in
                features=_feature_views(audit, report, images), representation=_representation(report),
                relations=_relations(report), figures=[(n, src) for n, src in figures if src],
                anomalies=anomaly_rows(session, audit, q, images, anomaly_limit), query=q,
+               filter_selection=q.review_selection(),
                attribute_options=attribute_options, anomaly_info=report.get("anomalies", {}),
                review_counts=review_service.counts(session, audit.id), decisions=review_service.DECISIONS,
                review_states=audit_service.REVIEW_STATES,
@@ -389,27 +394,17 @@ def model_page(session: Session, owner_id: int, model_id: int) -> dict:
     dataset = dataset_service.get(session, owner_id, model.dataset_id)
     evaluations = model_service.list_evaluations(session, owner_id, model.id)
     datasets = {d.id: d for d in dataset_service.list_for(session, owner_id)}
+    has_val, epochs = model_view.epoch_rows(model)
     return {"model": model, "dataset": dataset, "job": job_view(session, owner_id, model.job_id),
-            "retrain_fields": retrain_fields(model), "exclusions": exclusions(session, owner_id, model.dataset_id),
+            "options": model_view.shown_options(model),
+            "retrain_fields": model_view.retrain_fields(model),
+            "exclusions": exclusions(session, owner_id, model.dataset_id),
             "curves": training_curves([(f"model {model.id}", model)]),
-            "parts": curves.loss_parts(model),
+            "parts": curves.loss_parts(model), "has_val": has_val, "epochs": epochs,
             "evaluations": [{"row": e, "dataset": datasets.get(e.dataset_id),
-                             "job": job_view(session, owner_id, e.job_id)} for e in evaluations],
+                             "job": job_view(session, owner_id, e.job_id), **model_view.evaluation_view(model, e)}
+                            for e in evaluations],
             "label": model_label(model, datasets)}
-
-
-def retrain_fields(model: TrainedModel) -> list[tuple[str, object, str]]:
-    """(name, value, type) of the model's training options a new training job takes: "retrain without
-    excluded" trains the same way, leaving out an audit's excluded samples."""
-    taken = set(ModelCreate.model_fields) - {"exclude_from_audit"}
-    return [(k, v, "number" if isinstance(v, (int, float)) else "string") for k, v in model.options.items()
-            if k in taken and v is not None and not isinstance(v, bool)]
-
-
-def group_name(group: dict) -> str:
-    parts = [f"label {label_text(group['label'])}" if "label" in group else ""]
-    parts += [f"{k} {v}" for k, v in group.items() if k != "label"]
-    return ", ".join(p for p in parts if p)
 
 
 def short_model_label(m: TrainedModel, datasets: dict[int, Dataset]) -> str:

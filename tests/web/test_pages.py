@@ -364,6 +364,16 @@ def test_model_page_and_comparison(web, app, alice, tiny_npz_bytes, test_npz_byt
     # Loss parts: one chart each (own scale), the KL's weight stated.
     assert "Loss parts" in page and page.count('aria-label="KL divergence, weight 0.0005 (kl_weight)') == 1
     assert 'aria-label="classification (BCE), weight 1' in page and 'aria-label="reconstruction (L1)' in page
+    # A validation split is held out by default: its figures share charts with the same training quantity.
+    assert 'aria-label="accuracy, training vs held-out validation per epoch: training' in page
+    assert 'aria-label="classification loss (BCE), training vs held-out validation per epoch' in page
+    assert "data-validation-note" in page and ">Validation accuracy</th>" in page
+    # Only the options the method uses: a standard model shows none of the DB-VAE's.
+    standard_page = web.get(f"/models/{ids['standard']}").text
+    assert '<th scope="row">epochs</th>' in standard_page and '<th scope="row">val_fraction</th>' in standard_page
+    for dbvae_only in ("latent_dim", "kl_weight", "reweight", "strength", "error_schedule"):
+        assert f'<th scope="row">{dbvae_only}</th>' not in standard_page, dbvae_only
+    assert f'<th scope="row">latent_dim</th>' in page
     # Defaults: the newest debiased model against the newest standard one.
     page = web.get("/compare", params={"dataset": test["id"]}).text
     assert re.search(rf'<option value="{ids["dbvae"]}" title="[^"]*" selected>', page)
@@ -380,6 +390,15 @@ def test_model_page_and_comparison(web, app, alice, tiny_npz_bytes, test_npz_byt
     page = web.get("/compare", params=params).text
     assert "data-reload-when-done" in page and page.count("data-job=") == 2
     assert run_jobs(app) == 2
+    # Each evaluation row on the model page opens its per-group results, with a way to compare.
+    model_page = web.get(f"/models/{ids['dbvae']}").text
+    [evaluation] = [e for e in web.get("/v1/evaluations", headers=alice).json() if e["model_id"] == ids["dbvae"]]
+    assert f'href="#evaluation-{evaluation["id"]}"' in model_page
+    details = Tags(model_page).all("details")
+    [opened] = [d for d in details if d.get("id") == f"evaluation-{evaluation['id']}"]
+    assert model_page.count("label positive, skin_tone") >= 2 and "False negative rate" in model_page
+    assert f'href="/v1/evaluations/{evaluation["id"]}"' in model_page
+    assert f"/compare?model={ids['dbvae']}&amp;dataset={test['id']}&amp;chosen=1&amp;group_by=skin_tone" in model_page
     page = web.get("/compare", params=params).text
     assert "Worst group accuracy" in page and 'id="group-bars"' in page
     assert page.count("label positive, skin_tone") >= 3 and "training accuracy" in page
