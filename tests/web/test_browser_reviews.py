@@ -2,6 +2,7 @@
 and on a whole subgroup survives a reload, and "retrain without excluded" leaves them out (the model says so)."""
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -28,6 +29,13 @@ def audit_via_api(server, key: str, dataset_id: int) -> int:
     return audit_id
 
 
+def reviews(server, key: str, audit_id: int) -> list[dict]:
+    r = httpx.get(f"{server.url}/v1/audits/{audit_id}/reviews", headers={"Authorization": f"Bearer {key}"},
+                  params={"limit": 500})
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
 def test_review_decisions_survive_a_reload_and_feed_a_retraining(page, live_server, npz_files):
     key = live_server.new_key("reviewer")
     ds = api_upload(live_server, key, npz_files["subgroup"], "faces to review")
@@ -49,13 +57,28 @@ def test_review_decisions_survive_a_reload_and_feed_a_retraining(page, live_serv
     expect(page.locator("#review-counts")).to_contain_text("exclude 1")
 
     # A whole subgroup: mark it keep (samples already decided keep theirs); the page reloads with the counts.
-    form = page.locator("form.review-bulk").first
+    form = page.get_by_role("form", name=re.compile(r"Review decision for subgroup \d+")).first
     form.locator("select[name=decision]").select_option("keep")
     with page.expect_navigation():
         form.get_by_role("button", name=re.compile(r"Mark subgroup \d+")).click()
     expect(page.locator("#review-counts")).to_contain_text("exclude 1")
     kept = int(re.search(r"keep (\d+)", page.locator("#review-counts").inner_text()).group(1))
     assert kept >= 1
+
+    # The latent map: a legend entry selects samples; the form under the grid marks exactly those (the ones
+    # decided already keep their decision).
+    decided = {r["index"] for r in reviews(live_server, key, audit)}
+    map_form = page.locator("form[data-map-review]")
+    expect(map_form).to_be_hidden()
+    page.locator("[data-map-legend] [data-legend-key]").last.click()
+    expect(map_form).to_be_visible()
+    selected = set(json.loads(map_form.get_attribute("data-selection"))["indices"])
+    expect(map_form.locator("[data-map-review-label]")).to_contain_text(f"Mark the {len(selected)} selected samples")
+    map_form.locator("select[name=decision]").select_option("reviewed")
+    with page.expect_navigation():
+        map_form.get_by_role("button", name="Mark the selection").click()
+    now = {r["index"]: r["decision"] for r in reviews(live_server, key, audit)}
+    assert {i for i, d in now.items() if d == "reviewed"} == selected - decided
 
     # Filter the table on review state.
     page.get_by_label("Review state").select_option("exclude")

@@ -2,6 +2,7 @@
 controls to change it, filters on it, and the dataset and model pages offer "retrain without excluded"."""
 from __future__ import annotations
 
+import json
 import re
 
 from .conftest import TRAIN_FAST, run_jobs, sign_in
@@ -37,6 +38,12 @@ def test_audit_page_shows_and_filters_review_states(web, app, alice, tiny_npz_by
     assert len(re.findall(r'aria-label="Decision on sample \d+"',
                           web.get(f"/audits/{audit}", params={"review": "none"}).text)) == 20
     assert "review state must be one of" in web.get(f"/audits/{audit}", params={"review": "maybe"}).text
+    # "Mark every sample this filter shows": offered with a filter (its selection is the filter's), not without.
+    assert "data-filter-review" not in html
+    filtered = Tags(web.get(f"/audits/{audit}", params={"label": "1", "review": "none", "min_score": "0.5"}).text)
+    [bulk] = [f for f in filtered.all("form") if "data-filter-review" in f]
+    assert json.loads(bulk["data-selection"]) == {"label": 1, "min_anomaly_score": 0.5, "review": "none"}
+    assert "data-filter-review" not in web.get(f"/audits/{audit}", params={"label": "7"}).text
     # The self-contained download shows states but no controls.
     download = web.get(f"/audits/{audit}/download").text
     assert "<form" not in download and 'data-review-state="exclude"' in download

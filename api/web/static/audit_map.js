@@ -172,6 +172,19 @@
     status.textContent = list === null ? "No selection: the grid shows every drawn sample, most under-represented first."
       : list.length + " samples selected (" + label + "); the grid shows them.";
     renderGrid(true);
+    offerReview(list, label);
+  }
+
+  /* The review form under the grid marks exactly the selected (drawn) samples, by index. */
+  var reviewForm = section.querySelector("[data-map-review]");
+  function offerReview(list, label) {
+    if (!reviewForm) return;
+    reviewForm.hidden = !list || !list.length;
+    if (reviewForm.hidden) return;
+    reviewForm.dataset.selection = JSON.stringify({ indices: list.map(function (k) { return points[k].i; }) });
+    reviewForm.querySelector("[data-map-review-label]").textContent =
+      "Mark the " + list.length + " selected samples (" + label + ")";
+    reviewForm.querySelector("[data-review-status]").textContent = "";
   }
 
   function selectCategory(mode, key, label) {
