@@ -20,8 +20,8 @@ from audit.verdict import build_verdict
 
 from ..services import reviews as review_service
 from ..tables import Audit, AuditScore
+from .naming import CLASS_OF_LABEL
 
-CLASS_OF_LABEL = {1: "positive", 0: "negative"}
 # Okabe-Ito, then darker extras: told apart by most colour-blind readers; subgroups beyond reuse them.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#8C6D1F", "#000000",
            "#6A3D9A", "#B15928")

@@ -27,7 +27,7 @@ from ..services import Conflict, NotFound
 from ..services import audits as audit_service
 from ..services import datasets as dataset_service
 from ..services.audits import InvalidCursor
-from . import STATIC_DIR, TEMPLATES_DIR, charts, dataset_view, naming, views
+from . import STATIC_DIR, TEMPLATES_DIR, charts, compare_view, dataset_view, naming, views
 from .session import (
     LoginRequired,
     PageOwner,
@@ -213,6 +213,6 @@ def compare_page(request: Request, session: SessionDep, owner: PageOwner, model:
                  group_by: Annotated[list[str] | None, Query()] = None, chosen: str | None = None):
     """Per-group accuracy of a model next to a baseline on one evaluation dataset."""
     _owner(request, owner)
-    ctx = views.compare_page(session, owner.id, _int(model, "model"), _int(baseline, "baseline"),
+    ctx = compare_view.compare_page(session, owner.id, _int(model, "model"), _int(baseline, "baseline"),
                              _int(dataset, "dataset"), (group_by or []) if chosen else None)
     return render(request, "compare.html", **ctx)
