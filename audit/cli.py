@@ -323,8 +323,10 @@ def cmd_train(args) -> None:
     result = train_model(ds, args.out, model_cfg, train_cfg, resume=args.resume, progress=_progress(args),
                          exclude=exclude)
     last = result.history[-1] if result.history else {}
+    held_out = f", held-out accuracy {last['val_accuracy']:.3f}" if "val_accuracy" in last else ""
     print(f"trained {args.method} for {plural(len(result.history), 'epoch')} -> {args.out} "
-          f"(last epoch: loss {last.get('loss', float('nan')):.4f}, accuracy {last.get('accuracy', float('nan')):.3f})")
+          f"(last epoch: loss {last.get('loss', float('nan')):.4f}, accuracy {last.get('accuracy', float('nan')):.3f}"
+          f"{held_out})")
 
 
 def _exclusion(path: str, ds):

@@ -74,7 +74,7 @@ def tiny_model(tmp_path_factory, tiny_npz):
 def test_train_shows_progress_on_a_terminal_only(capsys, monkeypatch, tmp_path, tiny_npz):
     code, out, err = run(capsys, "train", tiny_npz, "--out", tmp_path / "piped", *QUIET)  # pytest's stderr: no tty
     assert code == 0 and err == "", err
-    assert "for 1 epoch ->" in out  # not "1 epochs"
+    assert "for 1 epoch ->" in out and "held-out accuracy" in out  # not "1 epochs"; the validation split
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     code, _, err = run(capsys, "train", tiny_npz, "--out", tmp_path / "tty", *QUIET)
     assert code == 0 and "epoch 1/1" in err  # the bar
