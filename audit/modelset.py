@@ -104,7 +104,7 @@ def members(path: str | Path) -> list[tuple[int, Path]]:
 
 
 def train_set(dataset, out_dir: str | Path, model_cfg, train_cfg, seeds: list[int], resume: bool = False,
-              progress: bool = True, callback=None, log=None, exclude=None) -> dict:
+              progress: bool = True, callback=None, log=None, exclude=None, choose_schedule: bool = False) -> dict:
     """Train one model per seed into OUT/seed-N (audit.pipeline.train_model), then write the manifest.
 
     Returns {seed: TrainResult}. With `resume`, members already trained are continued (a finished
@@ -129,7 +129,8 @@ def train_set(dataset, out_dir: str | Path, model_cfg, train_cfg, seeds: list[in
             log(f"seed {seed} ({i + 1} of {len(seeds)}) -> {member}")
         again = resume and (member / "checkpoints").is_dir() and any((member / "checkpoints").iterdir())
         results[seed] = train_model(dataset, member, model_cfg, replace(train_cfg, seed=seed), resume=again,
-                                    progress=progress, callback=callback, exclude=exclude)
+                                    progress=progress, callback=callback, exclude=exclude,
+                                    choose_schedule=choose_schedule)
     from . import __version__
     write_json(out_dir / MANIFEST, {"seeds": seeds, "members": [member_name(s) for s in seeds],
                                     "method": model_cfg.method, "version": __version__})

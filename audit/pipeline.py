@@ -22,14 +22,18 @@ from .models import ModelConfig, check_image_size, pick_device
 from .outputs import staged_directory
 from .report import CLASS_NAMES, AuditConfig, AuditResult, run_audit
 from .reviews import Exclusion, check_resume, expand_flags, mark_config, read_record, write_record
+from .schedule_choice import check_choosable, train_choosing_schedule
 from .subgroups import grid_members
 from .training import ERROR_SET_FILE, TrainConfig, TrainResult, train
 
 
 def train_model(dataset: ImageDataset, out_dir: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
                 resume: bool = False, progress: bool = True, callback=None,
-                exclude: Exclusion | None = None) -> TrainResult:
+                exclude: Exclusion | None = None, choose_schedule: bool = False) -> TrainResult:
     """Train on `dataset`, without the samples `exclude` names (review decisions) when given.
+
+    choose_schedule: train both error schedules and keep the one the validation split prefers
+    (--error-schedule auto; audit/schedule_choice.py).
 
     The exclusion is a subset taken here, before training, so the training loop never knows about it;
     the model directory records it (exclusion.json, config.json's `exclusion`).
@@ -38,13 +42,19 @@ def train_model(dataset: ImageDataset, out_dir: str | Path, model_cfg: ModelConf
     if not resume and out_dir.exists() and any(out_dir.iterdir()):
         raise DebiasError(f"{out_dir} already exists and is not empty; pass --resume to continue it "
                           f"or choose a new --out")
+    if choose_schedule:
+        check_choosable(train_cfg)  # before any slow work
     if resume:
         check_resume(out_dir, exclude)
     n_total = len(dataset)
     if exclude is not None:
         dataset = exclude.apply(dataset)
         write_record(out_dir, exclude, n_total)
-    result = train(dataset, model_cfg, train_cfg, out_dir, resume=resume, progress=progress, callback=callback)
+    if choose_schedule:
+        result = train_choosing_schedule(dataset, model_cfg, train_cfg, out_dir, resume=resume, progress=progress,
+                                         callback=callback)
+    else:
+        result = train(dataset, model_cfg, train_cfg, out_dir, resume=resume, progress=progress, callback=callback)
     if exclude is not None:  # after training: each epoch rewrites config.json
         mark_config(out_dir, exclude, n_total)
     return result

@@ -129,6 +129,8 @@ def test_bad_options_are_one_line(capsys, tmp_path, tiny_npz):
                      match="kl_weight must be a number from 0 to 100")
     assert_bad_input(capsys, "train", tiny_npz, "--out", tmp_path / "m", "--val-fraction", "0.7",
                      match="val_fraction must be a share from 0 to 0.5")
+    assert_bad_input(capsys, "train", tiny_npz, "--out", tmp_path / "m", "--error-schedule", "auto",
+                     "--val-fraction", "0", match="auto chooses on the held-out samples: set val_fraction > 0")
     assert_bad_input(capsys, "audit", tiny_npz, "--model", tmp_path / "m", "--out", tmp_path / "a",
                      "--anomaly-tail", "0.7", match="anomaly tail must be a share in [0, 0.5)")
     assert not (tmp_path / "m").exists()

@@ -74,3 +74,41 @@ def test_predict_on_indices_matches_predict_on_the_selection(tiny_dataset):
     assert some.keys() == whole.keys()
     for k in some:
         np.testing.assert_allclose(some[k], whole[k], rtol=1e-5, atol=1e-6)
+
+
+def test_auto_schedule_keeps_the_run_the_held_out_data_prefers(tiny_dataset, tmp_path, monkeypatch):
+    import json
+
+    import audit.schedule_choice as choice
+    from audit.checkpoint import load_model
+    from audit.training import train
+    # Both runs share the epochs up to the error set: the geometric one starts from the constant one's.
+    cfg = TrainConfig(epochs=3, batch_size=8, val_fraction=0.25, error_upweight=5.0, error_steps=0, seed=1)
+    result = train_model(tiny_dataset, tmp_path / "m", ModelConfig(**SMALL), cfg, progress=False,
+                         choose_schedule=True)
+    saved = json.loads((tmp_path / "m" / choice.CHOICE_FILE).read_text())
+    scores = saved["scores"]
+    best = max(v for v in scores.values() if v is not None) if any(v is not None for v in scores.values()) else None
+    assert saved["chosen"] in ("constant", "geometric") and saved["criterion"] == choice.CRITERION
+    if best is not None:
+        assert scores[saved["chosen"]] == best
+        assert scores["constant"] < best or saved["chosen"] == "constant"  # ties keep the default
+    # The model directory is the chosen run's; the geometric run equals one trained from scratch.
+    root = json.loads((tmp_path / "m" / "config.json").read_text())["training"]
+    assert root["error_schedule"] == saved["chosen"] and result.history[-1]["epoch"] == 3
+    geometric = json.loads((tmp_path / "m" / "schedules" / "geometric" / "history.json").read_text())
+    alone = train(tiny_dataset, ModelConfig(**SMALL), TrainConfig(**{**cfg.__dict__, "error_schedule": "geometric"}),
+                  tmp_path / "alone", progress=False)
+    assert [round(h["loss"], 5) for h in geometric] == [round(h["loss"], 5) for h in alone.history]
+    a, b = load_model(tmp_path / "m" / "schedules" / "geometric")[0], alone.model
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(v, b.state_dict()[k])
+
+
+@pytest.mark.parametrize("over, match", [({"error_upweight": 0.0}, "error_upweight > 0"),
+                                         ({"val_fraction": 0.0}, "val_fraction > 0")])
+def test_auto_schedule_needs_an_error_set_and_held_out_samples(tiny_dataset, tmp_path, over, match):
+    cfg = TrainConfig(**{"epochs": 2, "batch_size": 8, "error_upweight": 5.0, **over})
+    with pytest.raises(DebiasError, match=match):
+        train_model(tiny_dataset, tmp_path / "m", ModelConfig(**SMALL), cfg, progress=False, choose_schedule=True)
+    assert not (tmp_path / "m").exists()

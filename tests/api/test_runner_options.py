@@ -21,7 +21,7 @@ def test_every_front_door_offers_the_engines_error_schedules():
     assert typing.get_args(ErrorSchedule) == ERROR_SCHEDULES
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     [option] = [a for a in train._actions if "--error-schedule" in a.option_strings]
-    assert tuple(option.choices) == ERROR_SCHEDULES
+    assert tuple(option.choices) == (*ERROR_SCHEDULES, "auto")  # auto: audit/schedule_choice.py, CLI only
 
 
 def test_every_front_door_holds_out_the_engines_validation_share():
