@@ -29,7 +29,7 @@ AttributeName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^
 
 Density = Literal["histogram", "histogram-product", "gmm", "kde"]
 Reweight = Literal["both", "positive"]
-ErrorSchedule = Literal["constant", "geometric"]  # audit.training.ERROR_SCHEDULES
+ErrorSchedule = Literal["constant", "geometric", "auto"]  # audit.training.ERROR_SCHEDULES, and auto
 VAL_FRACTION, MAX_VAL_FRACTION = 0.1, 0.5  # audit.holdout's
 # An auditor's decision on a sample (audit.reviews.DECISIONS); a filter on review state adds any and none.
 Decision = Literal["reviewed", "keep", "exclude"]
@@ -111,7 +111,9 @@ class TrainOptions(RequestBody):
                                     "of epoch error_epoch when it is longer; 0: at its end; left out: 150")
     error_schedule: ErrorSchedule | None = Field(None, description="constant: the error set drawn (1 + "
                                                  "error_upweight) times as often in every later epoch; geometric: "
-                                                 "(1 + error_upweight)^k times in the k-th; left out: constant")
+                                                 "(1 + error_upweight)^k times in the k-th; auto: both trained "
+                                                 "(~1.8x the time), the one with the better held-out worst "
+                                                 "inferred group kept (needs val_fraction > 0); left out: constant")
     val_fraction: float = Field(VAL_FRACTION, ge=0, le=MAX_VAL_FRACTION,
                                 description="share of each class held out of training (stratified, drawn from "
                                             "the seed) and measured after every epoch: val_* in the history")
@@ -123,6 +125,9 @@ class TrainOptions(RequestBody):
     def _error_epoch_before_the_end(self):
         if self.mix_groups and self.error_upweight == 0:
             raise ValueError("mix_groups mixes across the error set: set error_upweight > 0 too")
+        if self.error_schedule == "auto" and (self.error_upweight == 0 or self.val_fraction == 0):
+            raise ValueError("error_schedule auto chooses how the error set is upweighted on the held-out samples: "
+                             "it needs error_upweight > 0 (or left out, for dbvae) and val_fraction > 0")
         if self.error_upweight and self.error_epoch >= self.epochs:
             raise ValueError(f"error_epoch ({self.error_epoch}) must be less than epochs ({self.epochs}): the "
                              f"error set is taken after it and used in the epochs that follow")
@@ -134,6 +139,13 @@ class ModelCreate(TrainOptions):
     density: Density = "histogram"
     exclude_from_audit: BodyId | None = Field(None, description="an audit of this dataset: the samples its "
                                               "reviews mark exclude (as they are now) are left out of training")
+
+    @model_validator(mode="after")
+    def _auto_needs_an_error_set(self):
+        if self.error_schedule == "auto" and self.method == "standard" and not self.error_upweight:
+            raise ValueError("error_schedule auto chooses how the error set is upweighted: a standard model has "
+                             "none unless error_upweight > 0")
+        return self
 
 
 MAX_SET_SEEDS = 10

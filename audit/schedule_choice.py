@@ -54,14 +54,22 @@ def train_choosing_schedule(dataset, model_cfg, cfg, out_dir: Path, resume: bool
     check_choosable(cfg)
     runs = Path(out_dir) / "schedules"
     results: dict[str, TrainResult] = {}
+    # The whole job in epochs: the constant run's, then the geometric run's after the shared ones.
+    total = cfg.epochs + cfg.epochs - cfg.error_epoch
     for schedule in SCHEDULES:
         run_dir = runs / schedule
         again = resume and latest_checkpoint(run_dir) is not None
         if schedule != SCHEDULES[0] and not again:
             _seed_from(runs / SCHEDULES[0], run_dir, cfg.error_epoch)
             again = True
+        before = 0 if schedule == SCHEDULES[0] else cfg.epochs - cfg.error_epoch
+
+        def report(epoch, step, steps, metrics, schedule=schedule, before=before):
+            done = before + epoch - 1 + step / steps
+            callback(epoch, step, steps, {**metrics, "schedule_run": schedule, "fraction_done": done / total})
+
         results[schedule] = train(dataset, model_cfg, replace(cfg, error_schedule=schedule), run_dir,
-                                  resume=again, progress=progress, callback=callback)
+                                  resume=again, progress=progress, callback=report if callback else None)
     scores = {s: r.history[-1].get(CRITERION) for s, r in results.items()}
     # A held-out split without error-set members has no inferred groups: keep the default then.
     chosen = max(SCHEDULES, key=lambda s: (scores[s] if scores[s] is not None else -1.0, -SCHEDULES.index(s)))

@@ -89,7 +89,8 @@ def stored_train_config(model: TrainedModel, device: str | None) -> TrainConfig:
                        error_steps=_or_default(opts.get("error_steps", 0), ERROR_STEPS),
                        **default_error_options(model.method, opts["epochs"], opts.get("error_upweight", 0.0),
                                                opts.get("mix_groups", 0.0), opts.get("error_epoch", 1),
-                                               _stored_schedule(model.method, opts)),
+                                               None if chooses_schedule(model) else _stored_schedule(model.method,
+                                                                                                      opts)),
                        device=device)
 
 
@@ -99,12 +100,15 @@ def _train(ctx: JobContext, model: TrainedModel, ds, start: float, span: float) 
                       kl_weight=opts["kl_weight"])
     train_cfg = stored_train_config(model, ctx.settings.device)
     out = model_dir(ctx.settings, model.id)
-    # A retry after a lost worker continues from the last epoch it checkpointed.
-    resume = latest_checkpoint(out) is not None
+    choose = chooses_schedule(model)
+    # A retry after a lost worker continues from the last epoch it checkpointed (an auto run: in either run).
+    resume = latest_checkpoint(out) is not None or (choose and any(
+        latest_checkpoint(out / "schedules" / s) is not None for s in ("constant", "geometric")))
 
     def on_step(epoch: int, step: int, steps: int, metrics: dict) -> None:
-        done = (epoch - 1 + step / steps) / train_cfg.epochs
-        ctx.report(start + span * done, f"training {model.method}: epoch {epoch}/{train_cfg.epochs}, "
+        done = metrics.get("fraction_done", (epoch - 1 + step / steps) / train_cfg.epochs)
+        run = f" ({metrics['schedule_run']} schedule run)" if "schedule_run" in metrics else ""
+        ctx.report(start + span * done, f"training {model.method}{run}: epoch {epoch}/{train_cfg.epochs}, "
                                         f"step {step}/{steps}, loss {metrics.get('loss', float('nan')):.4f}")
 
     if not resume and out.exists():
@@ -112,7 +116,8 @@ def _train(ctx: JobContext, model: TrainedModel, ds, start: float, span: float) 
     # Frozen when the job was queued (services.reviews.exclusion_for); the engine trains on the rest.
     exclude = (Exclusion.of(ctx.payload["exclude"], f"audit {opts.get('exclude_from_audit')}")
                if ctx.payload.get("exclude") else None)
-    result = train_model(ds, out, cfg, train_cfg, resume=resume, progress=False, callback=on_step, exclude=exclude)
+    result = train_model(ds, out, cfg, train_cfg, resume=resume, progress=False, callback=on_step, exclude=exclude,
+                         choose_schedule=choose)
     model.history = result.history
 
 
@@ -235,6 +240,11 @@ class EvaluateRunner:
 
 
 RUNNERS = {r.kind: r for r in (TrainRunner(), AuditRunner(), EvaluateRunner())}
+
+
+def chooses_schedule(model: TrainedModel) -> bool:
+    """error_schedule auto: both schedules trained, one kept (audit/schedule_choice.py)."""
+    return model.options.get("error_schedule") == "auto"
 
 
 def _stored_schedule(method: str, opts: dict) -> str | None:
