@@ -8,8 +8,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.mixture import GaussianMixture
 
 from .errors import DebiasError, NotFittedError
 
@@ -143,6 +141,10 @@ class GaussianMixtureDensity(DensityEstimator):
         self.max_fit_samples, self.random_state = max_fit_samples, random_state
 
     def fit(self, Z: np.ndarray) -> "GaussianMixtureDensity":
+        # scikit-learn imported late, as torch below: importing it takes ~2 s, and the CLI's parser lists
+        # this module's estimator names before any command runs.
+        from sklearn.decomposition import PCA
+        from sklearn.mixture import GaussianMixture
         Z = _check_latents(Z)
         self.n_features_in_ = Z.shape[1]
         rng = np.random.default_rng(self.random_state)
@@ -184,6 +186,7 @@ class KernelDensity(DensityEstimator):
         self.bandwidth, self.random_state = bandwidth, random_state
 
     def fit(self, Z: np.ndarray) -> "KernelDensity":
+        from sklearn.decomposition import PCA  # late: see GaussianMixtureDensity.fit
         Z = _check_latents(Z)
         if len(Z) < 2:
             raise DebiasError("kde needs at least 2 samples per class to fit")

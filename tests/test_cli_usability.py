@@ -174,3 +174,12 @@ def test_demo_numbers_its_steps_and_saves_the_comparison(capsys, monkeypatch, tm
     assert "for 1 epoch " in out
     saved = (tmp_path / "demo" / "comparison.txt").read_text()
     assert saved.startswith("accuracy per group on the balanced test set") and saved.strip() in out
+
+
+def test_the_parser_imports_neither_torch_nor_scikit_learn():
+    # --help and option errors answer at once: the heavy libraries load when a command runs.
+    import subprocess
+    code = ("import sys; from audit.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
