@@ -225,6 +225,19 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     _add_data_options(p, None)
     _add_density_options(p)
 
+    p = sub.add_parser("generate", help="new images decoded by a DB-VAE: from its prior, or from a discovered "
+                                        "subgroup's latent region (labelled as generated)")
+    p.add_argument("model", help="DB-VAE model directory from `debias train`")
+    p.add_argument("--out", required=True, help="PNG grid to write")
+    p.add_argument("--n", type=_positive_int, default=64, help="images to generate (at most 100)")
+    p.add_argument("--subgroup", type=_non_negative_int,
+                   help="a positive subgroup's id in --audit's report: decode from a Gaussian fitted to its "
+                        "members' latent means (default: none, the prior)")
+    p.add_argument("--audit", metavar="AUDIT_DIR", help="audit folder of --subgroup (from `debias audit` with "
+                                                        "this model) (default: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latent draws (the same seed, the same images)")
+    p.add_argument("--device", help=DEVICE_HELP)
+
     p = sub.add_parser("evaluate", help="accuracy, FNR and FPR per group (label x attributes), with intervals")
     p.add_argument("model", help="model directory, or a model set from `debias train --seeds` (its members' "
                                  "predictions pooled, with mean +- sd across seeds)")
@@ -498,6 +511,14 @@ def cmd_compare(args) -> None:
         write_json(Path(args.out), result)
 
 
+def cmd_generate(args) -> None:
+    from .pipeline import generate_grid
+    path = generate_grid(args.model, args.out, n=args.n, seed=args.seed, subgroup=args.subgroup,
+                         audit_dir=args.audit, device=args.device)
+    where = f"subgroup {args.subgroup}'s latent region" if args.subgroup is not None else "the prior"
+    print(f"wrote {path}: {plural(args.n, 'generated image')} decoded from {where}")
+
+
 def cmd_demo(args) -> None:
     from .demo import run_demo
     run_demo(Path(args.out), seed=args.seed, quick=args.quick, n_seeds=args.n_seeds, progress=_progress(args))
@@ -516,7 +537,7 @@ def cmd_pack(args) -> None:
 
 
 COMMANDS = {"synth": cmd_synth, "train": cmd_train, "audit": cmd_audit, "evaluate": cmd_evaluate,
-            "compare": cmd_compare, "demo": cmd_demo, "pack": cmd_pack}
+            "compare": cmd_compare, "demo": cmd_demo, "pack": cmd_pack, "generate": cmd_generate}
 
 
 def main(argv: list[str] | None = None, extensions: list[Extension] = ()) -> int:

@@ -17,6 +17,7 @@ from .dataset import ImageDataset
 from .errors import DebiasError
 from .evaluation import evaluate
 from .features import TRAVERSAL_STEPS, traversal_change, traversal_note, traversal_values
+from .generate import load_subgroup_gaussian, sample_latents, save_subgroup_latents
 from .inference import decode, predict
 from .models import ModelConfig, check_image_size, pick_device
 from .outputs import staged_directory
@@ -76,6 +77,7 @@ def audit_dataset(dataset: ImageDataset, model_dir: str | Path, out_dir: str | P
     if note:
         result.report["subgroup_discovery"]["notes"] = [note]
     with staged_directory(out_dir) as stage:
+        save_subgroup_latents(stage, result.report["subgroups"], result.mu, result.samples["subgroup"].to_numpy())
         if with_figures:
             result.report["figures"] = write_figures(stage, model, dataset, result, dev)
         safe_frame(result.samples).to_csv(stage / "samples.csv", index=False)
@@ -130,6 +132,42 @@ def traversal(model, mu: np.ndarray, labels: np.ndarray, subgroup_ids: np.ndarra
     return decode(model, z.astype(np.float32), device), values
 
 
+GENERATED_PER_SUBGROUP = 8
+
+
+def generated(model, audit_dir: Path, report: dict, subgroup: int | None, n: int, device, seed: int = 0):
+    """`n` decoded images: from the prior (subgroup None) or from a subgroup's stored latent Gaussian."""
+    mean = cov = None
+    if subgroup is not None:
+        mean, cov = load_subgroup_gaussian(audit_dir, subgroup, report)
+    return decode(model, sample_latents(n, model.cfg.latent_dim, seed, mean, cov), device)
+
+
+def generate_grid(model_dir: str | Path, out_png: str | Path, n: int = 64, seed: int = 0, subgroup: int | None = None,
+                  audit_dir: str | Path | None = None, device: str | None = None) -> Path:
+    """`debias generate`: a PNG grid of new images from a DB-VAE, from the prior or from an audit's subgroup."""
+    from .generate import check_count, check_seed
+    check_count(n)
+    check_seed(seed)
+    if (subgroup is None) != (audit_dir is None):
+        raise DebiasError("--subgroup and --audit go together: the subgroup's region is stored in the audit folder")
+    if Path(out_png).suffix.lower() != ".png":
+        raise DebiasError(f"output must be a .png file, got {str(out_png)!r}")
+    report = {}
+    if audit_dir is not None:
+        path = Path(audit_dir) / "report.json"
+        if not path.is_file():
+            raise DebiasError(f"{audit_dir} holds no report.json; pass a folder written by `debias audit`")
+        report = json.loads(path.read_text())
+    dev = pick_device(device)
+    model, _ = load_model(model_dir, dev)
+    if not hasattr(model, "decoder"):
+        raise DebiasError(f"{model_dir} is a {model.cfg.method} model: only a DB-VAE has a decoder to generate with")
+    images = generated(model, Path(audit_dir) if audit_dir else Path("."), report, subgroup, n, dev, seed)
+    where = f"subgroup {subgroup}'s latent region" if subgroup is not None else "the prior N(0, I)"
+    return figures.image_grid(images, out_png, ncols=min(8, n), title=f"GENERATED, not real: decoded from {where}")
+
+
 def write_figures(folder: Path, model, dataset: ImageDataset, result: AuditResult, device) -> dict[str, str]:
     """All audit figures as PNGs in `folder`; returns {figure name: file name}."""
     samples, report, labels = result.samples, result.report, np.asarray(dataset.labels)
@@ -147,6 +185,11 @@ def write_figures(folder: Path, model, dataset: ImageDataset, result: AuditResul
             np.asarray(dataset.images[central]), np.asarray(dataset.images[others]),
             folder / f"subgroup_{sg['id']}.png",
             title=f"subgroup {sg['id']} ({sg['class']}, {sg['n']} samples, {sg['share']:.1%} of the class)").name
+        if sg["class"] == "positive" and sg["n"] >= 2:
+            sg["generated_grid"] = figures.image_grid(
+                generated(model, folder, report, sg["id"], GENERATED_PER_SUBGROUP, device),
+                folder / f"subgroup_{sg['id']}_generated.png", ncols=GENERATED_PER_SUBGROUP,
+                title=f"GENERATED, not real: decoded from subgroup {sg['id']}'s latent region").name
     features = report["under_represented_features"]
     # The decoder rebuilds positives only: traversals of negatives' features would show nothing real.
     shown = [f for f in features if f["class"] == "positive"]

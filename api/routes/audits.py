@@ -59,6 +59,21 @@ def get_figure(audit_id: PathId, name: Annotated[str, FPath(max_length=200)], se
     return FileResponse(audit_dir(settings, audit.id) / name, media_type="image/png")
 
 
+@router.get("/v1/audits/{audit_id}/subgroups/{subgroup}/generated.png", response_class=FileResponse,
+            responses={200: {"content": {"image/png": {}}}})
+def get_generated(audit_id: PathId, subgroup: Annotated[int, FPath(ge=0, le=MAX_ID)], session: SessionDep,
+                  settings: SettingsDep, owner: CurrentOwner):
+    """New images decoded from a positive subgroup's latent region at audit time (labelled as generated)."""
+    audit = service.get_ready(session, owner.id, audit_id)
+    found = next((s for s in (audit.report or {}).get("subgroups", []) if s["id"] == subgroup), None)
+    if found is None:
+        raise NotFound(f"audit {audit_id} has no subgroup {subgroup}")
+    if not found.get("generated_grid"):
+        raise NotFound(f"subgroup {subgroup} of audit {audit_id} has no generated images: the model's decoder "
+                       f"learns positives only (this subgroup is {found['class']}), or the audit predates them")
+    return FileResponse(audit_dir(settings, audit.id) / found["generated_grid"], media_type="image/png")
+
+
 Order = Literal["anomaly_score", "sampling_weight", "under_representation"]
 Subgroup = Annotated[int | None, Query(ge=0, le=MAX_ID, description="only this discovered subgroup's samples")]
 

@@ -38,8 +38,11 @@ def audit_out(row: Audit, with_report: bool = True) -> AuditOut:
     report["under_represented_features"] = [
         {**f, "traversal_strip": f"{V1}/audits/{row.id}/figures/{f['traversal_strip']}"} if f.get("traversal_strip")
         else f for f in report.get("under_represented_features", [])]
-    report["subgroups"] = [{**s, "grid": f"{V1}/audits/{row.id}/figures/{s['grid']}"} if s.get("grid") else s
-                           for s in report.get("subgroups", [])]
+    report["subgroups"] = [
+        {**s, **({"grid": f"{V1}/audits/{row.id}/figures/{s['grid']}"} if s.get("grid") else {}),
+         **({"generated_grid": f"{V1}/audits/{row.id}/subgroups/{s['id']}/generated.png"}
+            if s.get("generated_grid") else {})}
+        for s in report.get("subgroups", [])]
     report["anomalies"] = {**report["anomalies"], "top": [
         {**t, "image_url": image_url(row.dataset_id, t["index"])} for t in report["anomalies"]["top"]]}
     return out.model_copy(update={"report": report})

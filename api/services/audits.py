@@ -94,10 +94,11 @@ def get_ready(session: Session, owner_id: int, audit_id: int) -> Audit:
 
 
 def figure_files(report: dict | None) -> set[str]:
-    """Every image file the audit wrote: its figures, the positives' traversal strips, the subgroup grids."""
+    """Every image file the audit wrote: its figures, the positives' traversal strips, the subgroup grids (real
+    members and, for positive subgroups, generated ones)."""
     report = report or {}
     strips = {f["traversal_strip"] for f in report.get("under_represented_features", []) if f.get("traversal_strip")}
-    grids = {s["grid"] for s in report.get("subgroups", []) if s.get("grid")}
+    grids = {s[k] for s in report.get("subgroups", []) for k in ("grid", "generated_grid") if s.get(k)}
     return set(report.get("figures", {}).values()) | strips | grids
 
 

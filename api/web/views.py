@@ -345,7 +345,9 @@ def audit_page(session: Session, settings: Settings, owner_id: int, audit_id: in
             side_by_side.append({"class": label_text(label), "lowest": lowest, "highest": highest})
     figures = [(name, images.figure(audit, name)) for name in (report.get("figures") or {})]
     attribute_options = [f"{name}:{value}" for name, values in dataset.attributes.items() for value in values]
-    subgroups = [{**s, "src": images.file(audit, s.get("grid"))} for s in report.get("subgroups", [])]
+    subgroups = [{**s, "src": images.file(audit, s.get("grid")), "generated_src": images.file(audit,
+                                                                                               s.get("generated_grid"))}
+                 for s in report.get("subgroups", [])]
     ctx.update(report=report, summary=summary, side_by_side=side_by_side, subgroups=subgroups,
                features=_feature_views(audit, report, images), representation=_representation(report),
                relations=_relations(report), figures=[(n, src) for n, src in figures if src],

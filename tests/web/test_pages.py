@@ -263,6 +263,12 @@ def test_audit_report_page(web, app, alice, subgroup_npz_bytes):
     for s in report["subgroups"][:6]:
         if s["grid"]:
             assert s["grid"] in srcs and web.get(s["grid"]).status_code == 200
+        # Beside a positive subgroup's members, images generated from its latent region, labelled as such.
+        if s["class"] == "positive" and s["n"] >= 2:
+            assert f'data-generated="{s["id"]}"' in html and web.get(s["generated_grid"]).status_code == 200
+            assert any(src.endswith(f"/subgroup_{s['id']}_generated.png") for src in srcs)
+    assert "Generated, not real:" in html and any(i["alt"].startswith("generated images (not real samples)")
+                                                   for i in imgs)
     # Lowest and highest sampling probability: 12 a side for each class; the anomaly table's first 20. Every
     # picture says its class, subgroup, attribute values and how often it is drawn, and opens large.
     samples = [i for i in imgs if i["alt"].startswith("sample ")]
