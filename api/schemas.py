@@ -100,6 +100,10 @@ class TrainOptions(RequestBody):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     latent_dim: int = Field(100, ge=1, le=1024)
     kl_weight: float = Field(0.0005, ge=0, le=100)
+    decoder: Literal["plain", "adversarial"] = Field("plain", description="adversarial: a patch discriminator "
+                                                     "sharpens the DB-VAE's reconstructions and generated images")
+    adversarial_weight: float = Field(0.05, gt=0, le=10, description="weight of the adversarial term in the "
+                                      "decoder's loss (decoder adversarial)")
     reweight: Reweight = "both"
     strength: float = Field(1.0, ge=0, le=100)
     min_effective_fraction: float = Field(0.25, ge=0, le=1)
@@ -139,6 +143,12 @@ class ModelCreate(TrainOptions):
     density: Density = "histogram"
     exclude_from_audit: BodyId | None = Field(None, description="an audit of this dataset: the samples its "
                                               "reviews mark exclude (as they are now) are left out of training")
+
+    @model_validator(mode="after")
+    def _adversarial_needs_a_decoder(self):
+        if self.decoder == "adversarial" and self.method == "standard":
+            raise ValueError("an adversarial decoder needs a decoder: use it with method dbvae")
+        return self
 
     @model_validator(mode="after")
     def _auto_needs_an_error_set(self):

@@ -170,6 +170,11 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     p.add_argument("--latent-dim", type=_positive_int, default=100, help="size of the DB-VAE's latent space")
     p.add_argument("--kl-weight", type=_finite_float, default=0.0005,
                    help="weight of the KL divergence in the DB-VAE's loss")
+    p.add_argument("--decoder", choices=("plain", "adversarial"), default="plain",  # models.DECODERS
+                   help="adversarial: a patch discriminator sharpens the DB-VAE's reconstructions and generated "
+                        "images (VAE-GAN); the classifier's and the VAE's losses are unchanged")
+    p.add_argument("--adversarial-weight", type=_finite_float, default=0.05,
+                   help="weight of the adversarial term in the decoder's loss (with --decoder adversarial)")
     p.add_argument("--error-upweight", type=_finite_float, default=None,
                    help="JTT's error set: after --error-epoch epochs, draw the samples the model gets wrong "
                         "this many times more often (within their class); 0 is off (default: dbvae 50, standard 0)")
@@ -316,7 +321,8 @@ def cmd_train(args) -> None:
     from .training import TrainConfig, default_error_options
     seeds = None if args.seeds is None else parse_seeds(args.seeds)  # before any slow work
     model_cfg = ModelConfig(method=args.method, image_size=args.image_size, latent_dim=args.latent_dim,
-                            kl_weight=args.kl_weight)
+                            kl_weight=args.kl_weight, decoder=args.decoder,
+                            adversarial_weight=args.adversarial_weight)
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             density=args.density, density_params=_density_params(args),
                             reweight=args.reweight, strength=args.strength,

@@ -16,6 +16,7 @@ from torch import nn
 from .errors import ModelError
 
 METHODS = ("standard", "dbvae")
+DECODERS = ("plain", "adversarial")
 
 
 @dataclass
@@ -26,6 +27,11 @@ class ModelConfig:
     dense_units: int = 512
     latent_dim: int = 100
     kl_weight: float = 0.0005
+    # adversarial: a patch discriminator judges the decoder's reconstructions and prior samples of positives
+    # against real positives (VAE-GAN, Larsen et al. 2016); its term, times adversarial_weight, is added to the
+    # decoder's loss only. The classifier's and the VAE's losses are unchanged.
+    decoder: str = "plain"
+    adversarial_weight: float = 0.05
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -38,6 +44,12 @@ class ModelConfig:
         # A weight past 100 drowns the classifier's loss; NaN or inf would poison every step.
         if not (math.isfinite(self.kl_weight) and 0 <= self.kl_weight <= 100):
             raise ModelError(f"kl_weight must be a number from 0 to 100, got {self.kl_weight}")
+        if self.decoder not in DECODERS:
+            raise ModelError(f"unknown decoder {self.decoder!r}; choose one of {', '.join(DECODERS)}")
+        if self.decoder == "adversarial" and self.method != "dbvae":
+            raise ModelError("an adversarial decoder needs a decoder: use it with method dbvae")
+        if not (math.isfinite(self.adversarial_weight) and 0 < self.adversarial_weight <= 10):
+            raise ModelError(f"adversarial_weight must be a number in (0, 10], got {self.adversarial_weight}")
 
     @property
     def feature_side(self) -> int:
@@ -94,6 +106,27 @@ class Decoder(nn.Module):
         return torch.sigmoid(self.deconv(h))
 
 
+class PatchDiscriminator(nn.Module):
+    """(B,3,S,S) -> (B, S/8, S/8) logits, one per overlapping patch: real positive image (1) or decoded (0).
+
+    Judging patches, not whole images, penalises blur everywhere at a small cost (PatchGAN, Isola et al.
+    2017). No batch norm: real and decoded images go through it in separate batches.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        n = max(4, cfg.n_filters // 2)  # half the encoder's width: judging texture needs less than classifying
+        self.net = nn.Sequential(
+            nn.Conv2d(3, n, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(n, 2 * n, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * n, 4 * n, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(4 * n, 1, 3, 1, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
 class StandardClassifier(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -112,6 +145,8 @@ class DBVAE(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg, 1 + 2 * cfg.latent_dim)
         self.decoder = Decoder(cfg)
+        if cfg.decoder == "adversarial":
+            self.discriminator = PatchDiscriminator(cfg)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.encoder(x)                  # (B, 1 + 2*latent)
@@ -152,6 +187,34 @@ def dbvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
     # Parts averaged over positives only: that is the population they apply to.
     return {"loss": total.mean(), "bce": bce.mean(),
             "recon": (y * recon).sum() / n_pos, "kl": (y * kl).sum() / n_pos}
+
+
+# Positives (and as many prior decodings) the discriminator judges per step: its cost, not the batch's,
+# bounds what the adversarial decoder adds to an epoch (bench/decoder_bench.py).
+ADVERSARIAL_BATCH = 4
+
+
+def adversarial_losses(model: nn.Module, out: dict[str, torch.Tensor], x: torch.Tensor,
+                       y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(the decoder's adversarial loss, the discriminator's loss) on the batch's positives, or None.
+
+    Fakes are the positives' reconstructions and as many decodings of prior samples. The decoder's loss
+    asks the discriminator to call them real; the discriminator's loss sees them detached, so only it learns
+    from it.
+    """
+    positives = torch.nonzero(y == 1).squeeze(1)[:ADVERSARIAL_BATCH]
+    if not hasattr(model, "discriminator") or not len(positives):
+        return None
+    real = x[positives]
+    prior = model.decoder(torch.randn(len(real), model.cfg.latent_dim, device=x.device))
+    fake = torch.cat([out["recon"][positives], prior])
+    disc = model.discriminator
+    judged = disc(fake)
+    g_loss = F.binary_cross_entropy_with_logits(judged, torch.ones_like(judged))
+    on_real, on_fake = disc(real), disc(fake.detach())
+    d_loss = (F.binary_cross_entropy_with_logits(on_real, torch.ones_like(on_real))
+              + F.binary_cross_entropy_with_logits(on_fake, torch.zeros_like(on_fake))) / 2
+    return g_loss, d_loss
 
 
 def check_image_size(model_image_size: int, data_image_size: int) -> None:

@@ -18,7 +18,7 @@ from .errors import DebiasError, ModelError
 from .holdout import MAX_VAL_FRACTION, VAL_FRACTION, validation_metrics, validation_split
 from .inference import predict, to_tensor
 from .mixing import GroupMixer
-from .models import ModelConfig, build_model, check_image_size, dbvae_loss, pick_device
+from .models import ModelConfig, adversarial_losses, build_model, check_image_size, dbvae_loss, pick_device
 from .sampling import (
     CLASS_NAMES,
     REWEIGHT,
@@ -364,8 +364,12 @@ def _run_epoch(model, optimizer, source: ImageSource, y_all: torch.Tensor, batch
         out = model(x)
         parts = dbvae_loss(out, x, y, model_cfg.kl_weight)
         optimizer.zero_grad(set_to_none=True)
-        parts["loss"].backward()
-        optimizer.step()
+        adversarial = adversarial_losses(model, out, x, y)
+        if adversarial is None:
+            parts["loss"].backward()
+            optimizer.step()
+        else:
+            parts = _adversarial_step(model, optimizer, parts, *adversarial, model_cfg.adversarial_weight)
         for k, v in parts.items():
             sums[k] = sums.get(k, 0) + v.detach()
         correct += ((out["logit"] > 0).long() == y).sum()
@@ -379,16 +383,34 @@ def _run_epoch(model, optimizer, source: ImageSource, y_all: torch.Tensor, batch
     return {**record, "seconds": elapsed, "samples_per_second": seen / elapsed}
 
 
+def _adversarial_step(model, optimizer, parts: dict, g_loss: torch.Tensor, d_loss: torch.Tensor,
+                      weight: float) -> dict:
+    """One step of the model with the decoder's adversarial term, then one of the discriminator.
+
+    One optimizer holds both: Adam skips parameters whose gradient is None, so clearing the
+    discriminator's gradients keeps the first step off it, and the second step's loss reaches no other
+    parameter (its fakes are detached).
+    """
+    (parts["loss"] + weight * g_loss).backward()
+    for p in model.discriminator.parameters():
+        p.grad = None
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    d_loss.backward()
+    optimizer.step()
+    return {**parts, "adv_decoder": g_loss.detach(), "adv_discriminator": d_loss.detach()}
+
+
 def _restore(out_dir: Path, model, optimizer, model_cfg: ModelConfig, cfg: TrainConfig,
              device: torch.device) -> tuple[int, list[dict]]:
     path = latest_checkpoint(out_dir)
     if path is None:
         raise ModelError(f"--resume given but {out_dir} holds no checkpoint; drop --resume to start fresh")
     state = load_training_state(path)
-    if state["model_config"] != model_cfg.to_dict():
+    saved = model_from_state(state, path)  # its config with today's defaults for options it predates
+    if saved.cfg.to_dict() != model_cfg.to_dict():
         raise ModelError(f"{path} was trained with {state['model_config']}, not {model_cfg.to_dict()}; "
                          f"resume with the same options or use a new --out")
-    saved = model_from_state(state, path)
     model.load_state_dict(saved.state_dict())
     optimizer.load_state_dict(state["optimizer"])
     for group in optimizer.param_groups:

@@ -57,3 +57,59 @@ def test_loss_of_standard_model_is_bce():
     parts = dbvae_loss(out, torch.zeros(2, 3, 16, 16), torch.tensor([1, 0]), 0.1)
     assert parts["loss"].item() == pytest.approx(0.0, abs=1e-4)
     assert set(parts) == {"loss", "bce"}
+
+
+def test_the_adversarial_decoder_trains_its_discriminator_apart(tiny_dataset, tmp_path):
+    import pytest
+    import torch
+
+    from audit.errors import ModelError
+    from audit.models import ModelConfig, PatchDiscriminator, build_model
+    from audit.pipeline import train_model
+    from audit.training import TrainConfig
+    small = dict(image_size=16, latent_dim=8, n_filters=4, dense_units=32)
+    cfg = ModelConfig(decoder="adversarial", **small)
+    assert PatchDiscriminator(cfg)(torch.zeros(3, 3, 16, 16)).shape == (3, 2, 2)
+    torch.manual_seed(0)
+    before = {k: v.clone() for k, v in build_model(cfg).state_dict().items()}
+    result = train_model(tiny_dataset, tmp_path / "m", cfg, TrainConfig(epochs=1, batch_size=8, seed=0),
+                         progress=False)
+    after = result.model.state_dict()
+    moved = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k].cpu())}
+    assert moved == {"encoder", "decoder", "discriminator"}
+    record = result.history[0]
+    assert record["adv_decoder"] > 0 and record["adv_discriminator"] > 0 and "recon" in record
+    # Plain models and standard classifiers have none; the option is checked.
+    assert not hasattr(build_model(ModelConfig(**small)), "discriminator")
+    with pytest.raises(ModelError, match="with method dbvae"):
+        ModelConfig(method="standard", decoder="adversarial")
+    with pytest.raises(ModelError, match="unknown decoder"):
+        ModelConfig(decoder="sharp")
+    with pytest.raises(ModelError, match="adversarial_weight"):
+        ModelConfig(decoder="adversarial", adversarial_weight=float("nan"))
+
+
+def test_the_decoder_step_leaves_the_discriminator_alone():
+    import torch
+
+    from audit.models import ModelConfig, adversarial_losses, build_model, dbvae_loss
+    from audit.training import _adversarial_step
+    torch.manual_seed(0)
+    cfg = ModelConfig(decoder="adversarial", image_size=16, latent_dim=8, n_filters=4, dense_units=32)
+    model = build_model(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, y = torch.rand(6, 3, 16, 16), torch.tensor([1, 0, 1, 0, 1, 0])
+    out = model(x)
+    parts = dbvae_loss(out, x, y, cfg.kl_weight)
+    disc = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
+    calls = []
+    real_step = optimizer.step
+
+    def spy():
+        calls.append({k: v.clone() for k, v in model.discriminator.state_dict().items()})
+        real_step()
+    optimizer.step = spy
+    _adversarial_step(model, optimizer, parts, *adversarial_losses(model, out, x, y), cfg.adversarial_weight)
+    # Before the second step (the discriminator's), its weights are still the initial ones.
+    assert all(torch.equal(calls[1][k], disc[k]) for k in disc)
+    assert any(not torch.equal(model.discriminator.state_dict()[k], disc[k]) for k in disc)

@@ -97,7 +97,9 @@ def stored_train_config(model: TrainedModel, device: str | None) -> TrainConfig:
 def _train(ctx: JobContext, model: TrainedModel, ds, start: float, span: float) -> None:
     opts = model.options
     cfg = ModelConfig(method=model.method, image_size=model.image_size, latent_dim=opts["latent_dim"],
-                      kl_weight=opts["kl_weight"])
+                      kl_weight=opts["kl_weight"],
+                      # Stored before the option: a plain decoder.
+                      decoder=opts.get("decoder", "plain"), adversarial_weight=opts.get("adversarial_weight", 0.05))
     train_cfg = stored_train_config(model, ctx.settings.device)
     out = model_dir(ctx.settings, model.id)
     choose = chooses_schedule(model)

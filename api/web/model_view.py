@@ -9,7 +9,8 @@ from .charts import fmt, pct
 from .naming import group_name
 
 # Options that only shape the DB-VAE (its latent space and density weighting): a standard model ignores them.
-DBVAE_ONLY = ("latent_dim", "kl_weight", "density", "reweight", "strength", "min_effective_fraction")
+DBVAE_ONLY = ("latent_dim", "kl_weight", "density", "reweight", "strength", "min_effective_fraction", "decoder",
+              "adversarial_weight")
 # Options of the error set, which is off when error_upweight is 0.
 ERROR_SET_ONLY = ("error_epoch", "error_steps", "error_schedule", "mix_groups")
 

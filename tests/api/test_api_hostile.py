@@ -170,6 +170,8 @@ def test_audit_model_id_out_of_range(client, alice, tiny_npz_bytes):
     # Rules across fields, which the OpenAPI document cannot state (see test_api_schema.NOT_CHECKED).
     ('{"epochs": 2, "error_epoch": 2, "error_upweight": 5}', "error_epoch (2) must be less than epochs (2)"),
     ('{"mix_groups": 0.5, "error_upweight": 0}', "mix_groups mixes across the error set"),
+    ('{"method": "standard", "decoder": "adversarial"}', "an adversarial decoder needs a decoder"),
+    ('{"decoder": "sharp"}', "decoder"), ('{"adversarial_weight": 0}', "adversarial_weight"),
 ])
 def test_bad_numbers_in_training_options(client, alice, tiny_npz_bytes, raw, fragment):
     ds = upload(client, alice, tiny_npz_bytes).json()["id"]
