@@ -64,16 +64,17 @@ def check_count(n) -> None:
                           f"got {n!r}")
 
 
-def save_subgroup_latents(folder: Path, subgroups: list[dict], mu: np.ndarray, subgroup_ids: np.ndarray) -> Path:
-    """Each positive subgroup's latent Gaussian (at least 2 members), for `debias generate --subgroup`."""
+def save_subgroup_latents(folder: Path, subgroups: list[dict], mu: np.ndarray,
+                          subgroup_ids: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Each positive subgroup's latent Gaussian (at least 2 members), saved for `debias generate --subgroup`;
+    returns {subgroup id: (mean, covariance)}."""
     kept = [s for s in subgroups if s["class"] == "positive" and int((subgroup_ids == s["id"]).sum()) >= 2]
     fitted = [fit_gaussian(mu[subgroup_ids == s["id"]]) for s in kept]
     d = mu.shape[1]
-    path = Path(folder) / LATENTS_FILE
-    np.savez(path, ids=np.array([s["id"] for s in kept], dtype=np.int64),
+    np.savez(Path(folder) / LATENTS_FILE, ids=np.array([s["id"] for s in kept], dtype=np.int64),
              means=np.array([m for m, _ in fitted], dtype=np.float32).reshape(len(kept), d),
              covs=np.array([c for _, c in fitted], dtype=np.float32).reshape(len(kept), d, d))
-    return path
+    return {s["id"]: g for s, g in zip(kept, fitted)}
 
 
 def load_subgroup_gaussian(audit_dir: Path, subgroup: int, report: dict) -> tuple[np.ndarray, np.ndarray]:

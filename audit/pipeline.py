@@ -77,9 +77,10 @@ def audit_dataset(dataset: ImageDataset, model_dir: str | Path, out_dir: str | P
     if note:
         result.report["subgroup_discovery"]["notes"] = [note]
     with staged_directory(out_dir) as stage:
-        save_subgroup_latents(stage, result.report["subgroups"], result.mu, result.samples["subgroup"].to_numpy())
+        gaussians = save_subgroup_latents(stage, result.report["subgroups"], result.mu,
+                                          result.samples["subgroup"].to_numpy())
         if with_figures:
-            result.report["figures"] = write_figures(stage, model, dataset, result, dev)
+            result.report["figures"] = write_figures(stage, model, dataset, result, dev, gaussians)
         safe_frame(result.samples).to_csv(stage / "samples.csv", index=False)
         (stage / "report.json").write_text(json.dumps(result.report, indent=2))
     return result
@@ -135,11 +136,9 @@ def traversal(model, mu: np.ndarray, labels: np.ndarray, subgroup_ids: np.ndarra
 GENERATED_PER_SUBGROUP = 8
 
 
-def generated(model, audit_dir: Path, report: dict, subgroup: int | None, n: int, device, seed: int = 0):
-    """`n` decoded images: from the prior (subgroup None) or from a subgroup's stored latent Gaussian."""
-    mean = cov = None
-    if subgroup is not None:
-        mean, cov = load_subgroup_gaussian(audit_dir, subgroup, report)
+def generated(model, n: int, device, seed: int = 0, gaussian: tuple[np.ndarray, np.ndarray] | None = None):
+    """`n` decoded images: from the prior, or from a subgroup's latent `gaussian` (mean, covariance)."""
+    mean, cov = gaussian if gaussian is not None else (None, None)
     return decode(model, sample_latents(n, model.cfg.latent_dim, seed, mean, cov), device)
 
 
@@ -163,13 +162,16 @@ def generate_grid(model_dir: str | Path, out_png: str | Path, n: int = 64, seed:
     model, _ = load_model(model_dir, dev)
     if not hasattr(model, "decoder"):
         raise DebiasError(f"{model_dir} is a {model.cfg.method} model: only a DB-VAE has a decoder to generate with")
-    images = generated(model, Path(audit_dir) if audit_dir else Path("."), report, subgroup, n, dev, seed)
+    gaussian = load_subgroup_gaussian(Path(audit_dir), subgroup, report) if subgroup is not None else None
+    images = generated(model, n, dev, seed, gaussian)
     where = f"subgroup {subgroup}'s latent region" if subgroup is not None else "the prior N(0, I)"
     return figures.image_grid(images, out_png, ncols=min(8, n), title=f"GENERATED, not real: decoded from {where}")
 
 
-def write_figures(folder: Path, model, dataset: ImageDataset, result: AuditResult, device) -> dict[str, str]:
-    """All audit figures as PNGs in `folder`; returns {figure name: file name}."""
+def write_figures(folder: Path, model, dataset: ImageDataset, result: AuditResult, device,
+                  gaussians: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, str]:
+    """All audit figures as PNGs in `folder`; returns {figure name: file name}. `gaussians`: the positive
+    subgroups' latent Gaussians (generate.save_subgroup_latents), whose decodings are drawn beside them."""
     samples, report, labels = result.samples, result.report, np.asarray(dataset.labels)
     weight = samples["sampling_weight"].to_numpy()
     written = {}
@@ -185,9 +187,9 @@ def write_figures(folder: Path, model, dataset: ImageDataset, result: AuditResul
             np.asarray(dataset.images[central]), np.asarray(dataset.images[others]),
             folder / f"subgroup_{sg['id']}.png",
             title=f"subgroup {sg['id']} ({sg['class']}, {sg['n']} samples, {sg['share']:.1%} of the class)").name
-        if sg["class"] == "positive" and sg["n"] >= 2:
+        if gaussians and sg["id"] in gaussians:
             sg["generated_grid"] = figures.image_grid(
-                generated(model, folder, report, sg["id"], GENERATED_PER_SUBGROUP, device),
+                generated(model, GENERATED_PER_SUBGROUP, device, gaussian=gaussians[sg["id"]]),
                 folder / f"subgroup_{sg['id']}_generated.png", ncols=GENERATED_PER_SUBGROUP,
                 title=f"GENERATED, not real: decoded from subgroup {sg['id']}'s latent region").name
     features = report["under_represented_features"]

@@ -37,6 +37,11 @@ def check_choosable(cfg) -> None:
         raise DebiasError("--error-schedule auto chooses on the held-out samples: set val_fraction > 0")
 
 
+def has_started(out_dir) -> bool:
+    """Whether either schedule's run in `out_dir` checkpointed an epoch (a retry should resume it)."""
+    return any(latest_checkpoint(Path(out_dir) / "schedules" / s) is not None for s in SCHEDULES)
+
+
 def _seed_from(source: Path, target: Path, epochs: int) -> None:
     """Start `target` from `source`'s first `epochs` checkpoints and its error set (where they are identical)."""
     for epoch in range(1, epochs + 1):

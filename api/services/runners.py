@@ -21,6 +21,7 @@ from audit.models import ModelConfig
 from audit.pipeline import audit_dataset, evaluate_model, train_model
 from audit.report import AuditConfig
 from audit.reviews import Exclusion
+from audit.schedule_choice import has_started as schedule_runs_started
 from audit.training import ERROR_STEPS, TrainConfig, default_error_options
 
 from ..settings import Settings
@@ -98,14 +99,13 @@ def _train(ctx: JobContext, model: TrainedModel, ds, start: float, span: float) 
     opts = model.options
     cfg = ModelConfig(method=model.method, image_size=model.image_size, latent_dim=opts["latent_dim"],
                       kl_weight=opts["kl_weight"],
-                      # Stored before the option: a plain decoder.
-                      decoder=opts.get("decoder", "plain"), adversarial_weight=opts.get("adversarial_weight", 0.05))
+                      # Models stored before these options take ModelConfig's defaults: a plain decoder.
+                      **{k: opts[k] for k in ("decoder", "adversarial_weight") if k in opts})
     train_cfg = stored_train_config(model, ctx.settings.device)
     out = model_dir(ctx.settings, model.id)
     choose = chooses_schedule(model)
     # A retry after a lost worker continues from the last epoch it checkpointed (an auto run: in either run).
-    resume = latest_checkpoint(out) is not None or (choose and any(
-        latest_checkpoint(out / "schedules" / s) is not None for s in ("constant", "geometric")))
+    resume = latest_checkpoint(out) is not None or (choose and schedule_runs_started(out))
 
     def on_step(epoch: int, step: int, steps: int, metrics: dict) -> None:
         done = metrics.get("fraction_done", (epoch - 1 + step / steps) / train_cfg.epochs)

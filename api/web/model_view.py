@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from audit.training import default_error_options
+
 from ..schemas import ModelCreate
 from ..tables import Evaluation, TrainedModel
 from .charts import fmt, pct
@@ -16,13 +18,11 @@ ERROR_SET_ONLY = ("error_epoch", "error_steps", "error_schedule", "mix_groups")
 
 
 def error_set_on(model: TrainedModel) -> bool:
-    """As audit.training.default_error_options decides: left out, it is on for a DB-VAE with an epoch after
-    error_epoch, off for a standard model."""
+    """Whether the model trained with an error set: its upweight, or the engine's default where left out."""
     opts = model.options
-    upweight = opts.get("error_upweight")
-    if upweight is None:
-        return model.method == "dbvae" and opts.get("epochs", 0) > opts.get("error_epoch", 1)
-    return upweight > 0
+    chosen = default_error_options(model.method, opts.get("epochs", 0), opts.get("error_upweight"),
+                                   error_epoch=opts.get("error_epoch", 1))
+    return chosen["error_upweight"] > 0
 
 
 def shown_options(model: TrainedModel) -> list[tuple[str, str]]:
