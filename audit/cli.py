@@ -48,6 +48,15 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
+def _value_pair(text: str) -> tuple[str, str]:
+    """"A:B" -> (A, B), two different attribute values."""
+    parts = [p.strip() for p in text.split(":")]
+    if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+        raise argparse.ArgumentTypeError(f"expected two different attribute values as A:B (e.g. light:dark), "
+                                         f"got {text!r}")
+    return parts[0], parts[1]
+
+
 def _add_data_options(p: argparse.ArgumentParser, image_size_default: int | None = 64) -> None:
     p.add_argument("--image-size", type=_positive_int, default=image_size_default,
                    help="resize images to this side, a multiple of 16" +
@@ -242,6 +251,24 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
                                                         "this model) (default: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent draws (the same seed, the same images)")
     p.add_argument("--device", help=DEVICE_HELP)
+
+    p = sub.add_parser("counterfactual", help="would the model's answer change if only one attribute changed? "
+                                              "A CycleGAN translates images between two of its values; "
+                                              "flip rates with 95%% intervals")
+    p.add_argument("model", help="model directory from `debias train`")
+    p.add_argument("data", help=DATA_HELP + "; every image holding either value is translated and tested")
+    p.add_argument("--attribute", required=True, help="the attribute to change, e.g. skin_tone")
+    p.add_argument("--values", required=True, type=_value_pair, metavar="A:B",
+                   help="the two values translated into each other, e.g. light:dark")
+    p.add_argument("--out", required=True, help="folder for counterfactual.json, pairs.png and the translator")
+    p.add_argument("--translator", metavar="DIR", help="reuse a translator (OUT/translator of an earlier run) "
+                                                       "instead of training one (default: train on DATA)")
+    p.add_argument("--epochs", type=_positive_int, default=8, help="epochs to train the translator")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the translator and the probe")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--device", help=DEVICE_HELP)
+    _add_progress_option(p)
+    _add_data_options(p, None)
 
     p = sub.add_parser("evaluate", help="accuracy, FNR and FPR per group (label x attributes), with intervals")
     p.add_argument("model", help="model directory, or a model set from `debias train --seeds` (its members' "
@@ -525,6 +552,40 @@ def cmd_generate(args) -> None:
     print(f"wrote {path}: {plural(args.n, 'generated image')} decoded from {where}")
 
 
+def cmd_counterfactual(args) -> None:
+    from .counterfactual import format_summary, run_counterfactual
+    _refuse_existing_folder(args.out, args.force)  # before any slow work
+    ds = _load_data(args, args.image_size or _model_image_size(args.model))
+    bar = _StepBar() if _progress(args) else None
+    try:
+        result = run_counterfactual(args.model, ds, args.attribute, args.values, args.out,
+                                    translator_dir=args.translator, epochs=args.epochs, seed=args.seed,
+                                    device=args.device, callback=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    for note in result["warnings"]:
+        print(f"debias: warning: {note}", file=sys.stderr)
+    print(format_summary(result))
+    trained = f" and the translator {Path(args.out) / 'translator'}" if result["translator"]["trained"] else ""
+    print(f"wrote {Path(args.out) / 'counterfactual.json'}, {Path(args.out) / 'pairs.png'}{trained}")
+
+
+class _StepBar:
+    """A progress bar fed callback(fraction, message) by a long engine step."""
+
+    def __init__(self):
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=100, leave=False, bar_format="{desc} {percentage:3.0f}%|{bar}|")
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self.bar.set_description_str(message, refresh=False)
+        self.bar.update(round(100 * fraction) - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def cmd_demo(args) -> None:
     from .demo import run_demo
     run_demo(Path(args.out), seed=args.seed, quick=args.quick, n_seeds=args.n_seeds, progress=_progress(args))
@@ -543,7 +604,8 @@ def cmd_pack(args) -> None:
 
 
 COMMANDS = {"synth": cmd_synth, "train": cmd_train, "audit": cmd_audit, "evaluate": cmd_evaluate,
-            "compare": cmd_compare, "demo": cmd_demo, "pack": cmd_pack, "generate": cmd_generate}
+            "compare": cmd_compare, "demo": cmd_demo, "pack": cmd_pack, "generate": cmd_generate,
+            "counterfactual": cmd_counterfactual}
 
 
 def main(argv: list[str] | None = None, extensions: list[Extension] = ()) -> int:

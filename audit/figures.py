@@ -164,6 +164,27 @@ def reconstructions(images: np.ndarray, recons: np.ndarray, path, errors: np.nda
     return _save(_layout([_Block(grid)], title, ["; ".join(notes)] if notes else []), path)
 
 
+def counterfactual_pairs(directions: list[tuple[str, np.ndarray, np.ndarray, list[str]]], path, title: str = "",
+                         notes: list[str] = ()) -> Path:
+    """Side by side per direction (header, originals, translations, a caption per translation): originals on
+    the top row, their translations below, up to MAX_PAIRS // 2 pairs each."""
+    blocks = []
+    for header, originals, translated, captions in directions:
+        imgs, outs = _as_images(originals, "originals"), _as_images(translated, "translated")
+        if outs.shape != imgs.shape:
+            raise DebiasError(f"translated has shape {outs.shape} but originals has {imgs.shape}; "
+                              "pass one translation per original, at the same size")
+        _check_length(captions, "captions", len(imgs), "originals")
+        k = min(MAX_PAIRS // 2, len(imgs))
+        if k:
+            grid = _Grid(list(imgs[:k]) + list(outs[:k]), ncols=k, captions=[None] * k + list(captions[:k]),
+                         row_labels=["original", "translated"])
+            blocks.append(_Block(grid, [(header, _HEADER_PT, "bold")]))
+    if not blocks:
+        raise DebiasError("no pairs to draw: every direction is empty")
+    return _save(_layout(blocks, title, list(notes)), path)
+
+
 def latent_histograms(histograms: list[dict], path, title: str = "") -> Path:
     """Small multiples, one panel per latent dimension: counts per class, rare range shaded.
 

@@ -48,6 +48,16 @@ def as_number(value) -> float | None:
     return value if np.isfinite(value) else None
 
 
+def mean_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Student's t interval of a mean; nan with fewer than 2 values."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    from scipy.stats import t  # scipy comes with scikit-learn; imported here to keep start-up light
+    half = t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
 def percentile_interval(draws: np.ndarray, confidence: float = CONFIDENCE, axis: int = 0) -> np.ndarray:
     """The central `confidence` share of bootstrap draws along `axis`: (2, ...) low and high.
 
