@@ -13,7 +13,7 @@ from audit import __version__
 from . import errors
 from .auth import KeyCache
 from .db import make_engine, make_sessionmaker
-from .routes import audits, datasets, health, jobs, model_sets, models, reviews
+from .routes import audits, counterfactuals, datasets, health, jobs, model_sets, models, reviews
 from .settings import Settings
 from .web import STATIC_DIR
 from .web import pages as web_pages
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, start_worker: bool | None = Non
 
     errors.install(app)
 
-    for module in (health, datasets, audits, reviews, models, model_sets, jobs):
+    for module in (health, datasets, audits, reviews, models, model_sets, counterfactuals, jobs):
         app.include_router(module.router)
     app.include_router(web_pages.router)  # the web pages, at /
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

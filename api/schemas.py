@@ -330,6 +330,42 @@ class EvaluationOut(ORM):
     created_at: datetime
 
 
+class CounterfactualCreate(RequestBody):
+    """A counterfactual test of the model on a dataset: its images of values[0] translated to values[1] and back
+    by a CycleGAN, the decisions that flip counted per direction and class."""
+
+    dataset_id: BodyId
+    attribute: AttributeName = Field(description="the attribute to change, e.g. skin_tone")
+    values: list[AttributeName] = Field(min_length=2, max_length=2,
+                                        description="the two values translated into each other, e.g. [light, dark]")
+    epochs: int = Field(8, ge=1, le=200, description="epochs to train the translator (ignored with translator_from)")
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    translator_from: BodyId | None = Field(None, description="an earlier counterfactual test (ready, same attribute "
+                                           "and values, same image size) whose translator to reuse instead of "
+                                           "training one: models compared under the same translation")
+
+    @model_validator(mode="after")
+    def _two_different_values(self):
+        if self.values[0] == self.values[1]:
+            raise ValueError("values must be two different attribute values")
+        return self
+
+
+class CounterfactualOut(ORM):
+    id: int
+    model_id: int
+    dataset_id: int
+    job_id: int | None
+    status: str
+    attribute: str
+    values: list[str]
+    options: dict
+    translator_from: int | None
+    result: dict | None = Field(description="counterfactual.json (ARCHITECTURE.md) with pairs_png a URL; "
+                                "null until ready")
+    created_at: datetime
+
+
 class Accepted(BaseModel):
     """202: the work runs as a job; poll job.url."""
 

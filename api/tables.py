@@ -64,7 +64,7 @@ class Job(Base):
     __table_args__ = (Index("ix_jobs_status_id", "status", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))                 # audit | train | evaluate
+    kind: Mapped[str] = mapped_column(String(16))                 # audit | train | evaluate | counterfactual
     status: Mapped[str] = mapped_column(String(16), default="queued")
     payload: Mapped[dict] = mapped_column(JSON)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
@@ -204,3 +204,25 @@ class EvaluationPrediction(Base):
     prediction: Mapped[int] = mapped_column(Integer)
     probability: Mapped[float | None] = mapped_column(Float)
     group_key: Mapped[str] = mapped_column(Text)
+
+
+class Counterfactual(Base):
+    """A counterfactual test of a model (audit.counterfactual): its dataset's images of one attribute value
+    translated to another and back, the decisions that flip (migration 0006).
+
+    `translator_from`: the earlier test whose translator this one reuses (null: it trains its own).
+    """
+
+    __tablename__ = "counterfactuals"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attribute: Mapped[str] = mapped_column(String(255))
+    values: Mapped[list] = mapped_column(JSON)
+    options: Mapped[dict] = mapped_column(JSON)
+    translator_from: Mapped[int | None] = mapped_column(ForeignKey("counterfactuals.id", ondelete="SET NULL"))
+    result: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -35,7 +35,7 @@ from .services import limits
 from .services.leftovers import debris_owners, remove_debris
 from .services.runners import RUNNERS
 from .settings import Settings
-from .tables import Audit, Job, TrainedModel
+from .tables import Audit, Counterfactual, Job, TrainedModel
 
 log = logging.getLogger("debias.worker")
 
@@ -73,7 +73,7 @@ class Worker:
 
     def sweep(self) -> None:
         """Remove staging debris of killed jobs, except that of results a running job is writing now."""
-        for kind, table in (("audits", Audit), ("models", TrainedModel)):
+        for kind, table in (("audits", Audit), ("models", TrainedModel), ("counterfactuals", Counterfactual)):
             folder = self.settings.path(kind)
             owners = debris_owners(folder)
             if not owners:

@@ -1,9 +1,9 @@
 """Rows -> response bodies, with the URLs clients follow."""
 from __future__ import annotations
 
-from ..schemas import AuditOut, DatasetOut, JobOut, ModelOut, ScoreOut
+from ..schemas import AuditOut, CounterfactualOut, DatasetOut, JobOut, ModelOut, ScoreOut
 from ..services.jobs import queue_position
-from ..tables import Audit, AuditScore, Dataset, Job, TrainedModel
+from ..tables import Audit, AuditScore, Counterfactual, Dataset, Job, TrainedModel
 
 V1 = "/v1"
 
@@ -22,6 +22,14 @@ def dataset_out(row: Dataset) -> DatasetOut:
 
 def model_out(row: TrainedModel) -> ModelOut:
     return ModelOut.model_validate(row)
+
+
+def counterfactual_out(row: Counterfactual) -> CounterfactualOut:
+    out = CounterfactualOut.model_validate(row)
+    if row.result and row.result.get("pairs_png"):
+        out = out.model_copy(update={"result": {**row.result,
+                                                "pairs_png": f"{V1}/counterfactuals/{row.id}/pairs.png"}})
+    return out
 
 
 def image_url(dataset_id: int, index: int) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from audit.dataset import ImageDataset
@@ -18,7 +18,18 @@ from audit.errors import DatasetError
 from audit.loaders import load_dataset
 
 from ..settings import Settings
-from ..tables import Audit, AuditReview, AuditScore, Dataset, Evaluation, Job, ModelSet, Sample, TrainedModel
+from ..tables import (
+    Audit,
+    AuditReview,
+    AuditScore,
+    Counterfactual,
+    Dataset,
+    Evaluation,
+    Job,
+    ModelSet,
+    Sample,
+    TrainedModel,
+)
 from . import Conflict, NotFound, owned, owned_rows
 from .bulk import bulk_insert
 
@@ -194,7 +205,8 @@ def delete_dataset(session: Session, settings: Settings, owner_id: int, dataset_
         Job.status.in_(("queued", "running")),
         (Job.dataset_id == dataset_id) | Job.id.in_(
             select(Evaluation.job_id).where(Evaluation.model_id.in_(model_ids))) | Job.id.in_(
-            select(Audit.job_id).where(Audit.model_id.in_(model_ids))))))
+            select(Audit.job_id).where(Audit.model_id.in_(model_ids))) | Job.id.in_(
+            select(Counterfactual.job_id).where(Counterfactual.model_id.in_(model_ids))))))
     if busy:
         raise Conflict(f"dataset {dataset_id} is in use by job(s) {', '.join(map(str, busy))}; "
                        f"cancel them or wait for them to finish")
@@ -206,6 +218,12 @@ def delete_dataset(session: Session, settings: Settings, owner_id: int, dataset_
     session.execute(delete(Audit).where(Audit.id.in_(audit_ids)))
     session.execute(delete(Evaluation).where((Evaluation.dataset_id == dataset_id)
                                              | Evaluation.model_id.in_(model_ids)))
+    counterfactual_ids = list(session.scalars(select(Counterfactual.id).where(
+        (Counterfactual.dataset_id == dataset_id) | Counterfactual.model_id.in_(model_ids))))
+    # Tests elsewhere that reused a translator of these keep their results; translator_from goes null.
+    session.execute(update(Counterfactual).where(Counterfactual.translator_from.in_(counterfactual_ids))
+                    .values(translator_from=None))
+    session.execute(delete(Counterfactual).where(Counterfactual.id.in_(counterfactual_ids)))
     session.execute(delete(TrainedModel).where(TrainedModel.id.in_(model_ids)))
     session.execute(delete(ModelSet).where(ModelSet.dataset_id == dataset_id))
     session.execute(delete(Sample).where(Sample.dataset_id == dataset_id))
@@ -213,7 +231,8 @@ def delete_dataset(session: Session, settings: Settings, owner_id: int, dataset_
     session.commit()
     shutil.rmtree(dataset_dir(settings, dataset_id), ignore_errors=True)
     # With the staging folders a killed job may have left beside them.
-    for path in [*(settings.path("models", m) for m in model_ids), *(settings.path("audits", a) for a in audit_ids)]:
+    for path in [*(settings.path("models", m) for m in model_ids), *(settings.path("audits", a) for a in audit_ids),
+                 *(settings.path("counterfactuals", c) for c in counterfactual_ids)]:
         remove_result(path)
 
 

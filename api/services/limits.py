@@ -62,6 +62,8 @@ def check_inference(settings: Settings, dataset: Dataset, model: TrainedModel, w
 def options_in_use(session: Session, job: Job) -> str:
     """What to lower after the job ran out of memory, with the values it used."""
     payload = job.payload
+    if job.kind == "counterfactual":  # a translator of fixed size and the model's forward passes
+        return "upload the dataset again with a smaller image_size or fewer images of the two values"
     model_id = payload.get("model_id")
     if model_id is None and "evaluation_id" in payload:
         ev = session.get(Evaluation, payload["evaluation_id"])

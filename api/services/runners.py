@@ -1,4 +1,4 @@
-"""What each kind of job does, in the worker: train, audit, evaluate.
+"""What each kind of job does, in the worker: train, audit, evaluate, counterfactual.
 
 Results are written to a folder of their own and published in one final
 transaction together with the job's success, so a failed or cancelled job
@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit.checkpoint import latest_checkpoint
+from audit.counterfactual import run_counterfactual
 from audit.errors import DebiasError
 from audit.models import ModelConfig
 from audit.pipeline import audit_dataset, evaluate_model, train_model
@@ -25,7 +26,8 @@ from audit.schedule_choice import has_started as schedule_runs_started
 from audit.training import ERROR_STEPS, TrainConfig, default_error_options
 
 from ..settings import Settings
-from ..tables import Audit, AuditScore, Dataset, Evaluation, EvaluationPrediction, Job, TrainedModel
+from ..tables import Audit, AuditScore, Counterfactual, Dataset, Evaluation, EvaluationPrediction, Job, TrainedModel
+from . import counterfactuals as counterfactual_service
 from . import datasets as dataset_service
 from .bulk import bulk_insert
 from .jobs import JobLost, finish
@@ -241,7 +243,47 @@ class EvaluateRunner:
         session.execute(update(Evaluation).where(Evaluation.id == job.payload["evaluation_id"]).values(status=status))
 
 
-RUNNERS = {r.kind: r for r in (TrainRunner(), AuditRunner(), EvaluateRunner())}
+class CounterfactualRunner:
+    kind = "counterfactual"
+
+    def run(self, ctx: JobContext) -> None:
+        with ctx.sessions() as session:
+            row = _row(session, Counterfactual, ctx.payload["counterfactual_id"], "counterfactual", ctx.job.id)
+            ds = _load_dataset(session, ctx, row.dataset_id)
+            translator = counterfactual_service.translator_dir(ctx.settings, row)
+        if translator is not None and not translator.is_dir():
+            raise DebiasError(f"the translator of counterfactual {row.options['translator_from']} is gone (its "
+                              f"dataset was deleted); start the test again with another translator_from or none")
+        ctx.report(1, "dataset loaded")
+        result = run_counterfactual(model_dir(ctx.settings, row.model_id), ds, row.attribute, tuple(row.values),
+                                    counterfactual_service.counterfactual_dir(ctx.settings, row.id),
+                                    translator_dir=translator, epochs=row.options["epochs"],
+                                    seed=row.options["seed"], device=ctx.settings.device,
+                                    callback=lambda fraction, message: ctx.report(1 + 98 * fraction, message))
+        # Server paths are nobody's business; the ids say where the model and the translator are.
+        result["model"].pop("path", None)
+        result["translator"].pop("path", None)
+        flips = ", ".join(f"{d['from']}->{d['to']} {d['classes'][0]['flip_rate']:.1%}" for d in result["directions"])
+        with ctx.sessions() as session:
+            job = _claimed_job(session, ctx)
+            session.execute(update(Counterfactual).where(Counterfactual.id == row.id)
+                            .values(status="ready", result=result))
+            finish(session, job, "succeeded", f"decisions flipped: {flips}"
+                                              + ("" if result["reliable"] else " (unreliable translation)"))
+            session.commit()
+
+    def discard(self, settings: Settings, payload: dict) -> None:
+        remove_result(counterfactual_service.counterfactual_dir(settings, payload["counterfactual_id"]))
+
+    def sweep(self, settings: Settings, payload: dict) -> None:
+        remove_debris(counterfactual_service.counterfactual_dir(settings, payload["counterfactual_id"]))
+
+    def mark_resources(self, session: Session, job: Job, status: str) -> None:
+        session.execute(update(Counterfactual).where(Counterfactual.id == job.payload["counterfactual_id"])
+                        .values(status=status))
+
+
+RUNNERS = {r.kind: r for r in (TrainRunner(), AuditRunner(), EvaluateRunner(), CounterfactualRunner())}
 
 
 def chooses_schedule(model: TrainedModel) -> bool:

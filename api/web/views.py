@@ -22,6 +22,7 @@ from audit.stats import as_interval, wilson_interval
 from ..routes.shapes import image_url
 from ..services import NotFound
 from ..services import audits as audit_service
+from ..services import counterfactuals as counterfactual_service
 from ..services import datasets as dataset_service
 from ..services import jobs as job_service
 from ..services import models as model_service
@@ -29,7 +30,7 @@ from ..services import reviews as review_service
 from ..services.runners import audit_dir
 from ..settings import Settings
 from ..tables import Audit, AuditScore, Dataset, Job, Sample, TrainedModel
-from . import audit_view, charts, curves, dataset_view, model_view
+from . import audit_view, charts, counterfactual_view, curves, dataset_view, model_view
 from .charts import fmt
 from .naming import label_text
 
@@ -405,4 +406,14 @@ def model_page(session: Session, owner_id: int, model_id: int) -> dict:
             "evaluations": [{"row": e, "dataset": datasets.get(e.dataset_id),
                              "job": job_view(session, owner_id, e.job_id), **model_view.evaluation_view(model, e)}
                             for e in evaluations],
-            "label": model_label(model, datasets)}
+            "label": model_label(model, datasets),
+            **counterfactual_section(session, owner_id, model, datasets)}
+
+
+def counterfactual_section(session: Session, owner_id: int, model: TrainedModel, datasets: dict) -> dict:
+    everyone = counterfactual_service.list_for(session, owner_id)
+    tests = [t for t in everyone if t.model_id == model.id]
+    return {"counterfactuals": [{**counterfactual_view.counterfactual_summary(t, datasets.get(t.dataset_id)),
+                                 "job": job_view(session, owner_id, t.job_id)} for t in tests],
+            "testable": counterfactual_view.testable(model, list(datasets.values())),
+            "translators": counterfactual_view.reusable(everyone)}

@@ -309,6 +309,10 @@
       return (what === "retraining" ? "retraining: " : "") + name + ", " + epochs(body.epochs || 6);
     }
     if (resource.evaluation_id) return "evaluation " + resource.evaluation_id;
+    if (resource.counterfactual_id) {
+      return "counterfactual test " + resource.counterfactual_id + ": " + body.attribute + " " +
+        (body.values || []).join(" \u2194 ");
+    }
     return (what || "job") + " " + job.id;
   }
 
