@@ -113,3 +113,17 @@ def test_the_decoder_step_leaves_the_discriminator_alone():
     # Before the second step (the discriminator's), its weights are still the initial ones.
     assert all(torch.equal(calls[1][k], disc[k]) for k in disc)
     assert any(not torch.equal(model.discriminator.state_dict()[k], disc[k]) for k in disc)
+
+
+def test_the_adversarial_term_reaches_the_decoder_only():
+    import torch
+
+    from audit.models import ModelConfig, adversarial_losses, build_model
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(decoder="adversarial", image_size=16, latent_dim=8, n_filters=4, dense_units=32))
+    x, y = torch.rand(6, 3, 16, 16), torch.tensor([1, 0, 1, 0, 1, 0])
+    g_loss, _ = adversarial_losses(model, model(x), x, y)
+    g_loss.backward()
+    # The latent space the audit reads is left to the classifier's and the VAE's losses.
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
