@@ -10,8 +10,8 @@ A flip rate means something only if the translation did what it claims. Two chec
     it must tell them apart on held-out real images and assign at least 80% of the translations to their
     target value;
   - the cycle error: the mean L1 distance (pixel scale 0-1) between an image and its translation translated
-    back.
-A direction that fails the probe check is labelled unreliable and warned about.
+    back; at most half the typical distance between two images of the source value.
+A direction that fails either check is labelled unreliable and warned about.
 
 OUT/
   counterfactual.json   the result (contract in ARCHITECTURE.md)
@@ -40,6 +40,8 @@ from .stats import CONFIDENCE, as_interval, as_number, mean_interval, wilson_int
 
 MIN_IMAGES_PER_VALUE = 10     # fewer cannot train a translator or fit and check a probe
 MIN_PROBE_SHARE = 0.8         # translations the probe must assign to their target value
+MAX_CYCLE_RATIO = 0.5         # round-trip error, as a share of the distance between two images of the value
+MAX_DISTANCE_PAIRS = 1000     # image pairs that measure that distance
 PROBE_SIDE = 8
 PROBE_HELD_OUT = 0.25
 PAIRS_PER_DIRECTION = 6
@@ -153,26 +155,55 @@ def _test_direction(model, translator: Translator, direction: str, probe, datase
     translated = translator.translate(images, direction)
     seconds = time.perf_counter() - started
     back = translator.translate(translated, "b_to_a" if direction == "a_to_b" else "a_to_b")
-    cycle_error = float(np.abs(back.astype(np.float32) - images.astype(np.float32)).mean() / 255)
     p_before, p_after = (_probability(model, x, device) for x in (images, translated))
-    on_target = int((probe.predict(probe_features(translated)) == probe_target).sum())
-    share_low, share_high = wilson_interval(on_target, len(images))
     cells = [_cell("all", labels, p_before, p_after, np.ones(len(labels), bool))]
     cells += [_cell(CLASS_NAMES[c], labels, p_before, p_after, labels == c) for c in (1, 0) if (labels == c).any()]
     change = np.abs(p_after - p_before)
     top = np.argsort(-change, kind="stable")[:PAIRS_PER_DIRECTION]
     captions = [f"p {p_before[i]:.2f}\u2192{p_after[i]:.2f}" for i in top]
-    share = on_target / len(images)
-    warning = None if share >= MIN_PROBE_SHARE else (
-        f"{source_value} \u2192 {target_value}: the probe assigns only {share:.0%} of the translations to "
-        f"{target_value} (at least {MIN_PROBE_SHARE:.0%} needed): the translator failed in this direction, its "
-        f"flip rates are unreliable (train it longer: --epochs)")
+    translation = translation_check(images, translated, back, probe, probe_target, source_value, target_value)
     result = {"direction": f"{source_value}->{target_value}", "from": source_value, "to": target_value,
-              "n": len(images), "classes": cells, "reliable": warning is None,
-              "translation": {"probe_target_share": share, "probe_target_share_ci": as_interval(share_low, share_high),
-                              "cycle_error": round(cycle_error, 5), "warning": warning},
-              "_seconds": seconds}
+              "n": len(images), "classes": cells, "reliable": translation["warning"] is None,
+              "translation": translation, "_seconds": seconds}
     return result, (f"{source_value} \u2192 {target_value}", images[top], translated[top], captions)
+
+
+def translation_check(images: np.ndarray, translated: np.ndarray, back: np.ndarray, probe, probe_target: int,
+                      source_value: str, target_value: str) -> dict:
+    """Did the translation change the attribute (the probe) and keep the rest (the cycle)? A warning if not.
+
+    The cycle error is judged against the typical distance between two images of the source value: a round
+    trip that lands half as far from the original as another image is has lost what the image showed.
+    """
+    on_target = int((probe.predict(probe_features(translated)) == probe_target).sum())
+    share = on_target / len(images)
+    cycle_error = _mean_l1(back, images)
+    order = np.random.default_rng(0).permutation(len(images))[:MAX_DISTANCE_PAIRS]
+    typical = _mean_l1(images[order], images[np.roll(order, 1)]) if len(order) > 1 else float("nan")
+    ratio = cycle_error / typical if typical > 0 else float("nan")
+    notes = []
+    if share < MIN_PROBE_SHARE:
+        notes.append(f"the probe assigns only {share:.0%} of the translations to {target_value} (at least "
+                     f"{MIN_PROBE_SHARE:.0%} needed)")
+    if ratio > MAX_CYCLE_RATIO:
+        notes.append(f"translating back lands {ratio:.0%} as far from the original as another image of "
+                     f"{source_value} is (at most {MAX_CYCLE_RATIO:.0%} allowed): the translation loses what the "
+                     f"image shows")
+    warning = None if not notes else (f"{source_value} \u2192 {target_value}: {'; '.join(notes)}; the translator "
+                                      f"failed in this direction, its flip rates are unreliable (train it longer: "
+                                      f"--epochs)")
+    return {"probe_target_share": share, "probe_target_share_ci": as_interval(*wilson_interval(on_target,
+                                                                                                len(images))),
+            "cycle_error": round(cycle_error, 5), "typical_distance": as_number(round(typical, 5)),
+            "cycle_error_ratio": as_number(round(ratio, 4)), "warning": warning}
+
+
+def _mean_l1(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute pixel difference on the 0-1 scale, a batch at a time (no float copy of a whole set)."""
+    total = 0.0
+    for start in range(0, len(a), 256):
+        total += float(np.abs(a[start:start + 256].astype(np.float32) - b[start:start + 256]).sum())
+    return total / (a.size * 255.0)
 
 
 def _probability(model, images: np.ndarray, device) -> np.ndarray:

@@ -85,6 +85,22 @@ def test_a_translation_that_changes_nothing_is_labelled_unreliable(tmp_path):
     assert "unreliable" in result["warnings"][0]
 
 
+class GreyTranslator(FakeTranslator):
+    """Every image to flat grey, both ways: the colour probe may be fooled, the round trip cannot."""
+
+    def translate(self, images, direction):
+        return np.full_like(images, 128)
+
+
+def test_a_translation_that_loses_the_image_fails_the_cycle_check(tmp_path):
+    result = measure_flips(RedMeansPositive(), GreyTranslator(True), DATA, "color", ("red", "green"), tmp_path)
+    for d in result["directions"]:
+        t = d["translation"]
+        assert t["cycle_error_ratio"] > 0.5 and not d["reliable"]
+        assert t["cycle_error_ratio"] == pytest.approx(t["cycle_error"] / t["typical_distance"], rel=1e-3)
+        assert "translating back lands" in t["warning"] and "unreliable" in t["warning"]
+
+
 def test_a_translator_of_the_swapped_values_is_used_the_right_way_round(tmp_path):
     # Its A is green: green images go through its a_to_b. A swap is symmetric, so the result must match.
     swapped = measure_flips(RedMeansPositive(), FakeTranslator(True, ("green", "red")), DATA, "color",

@@ -32,7 +32,10 @@ def counterfactual_summary(row: Counterfactual, dataset: Dataset | None) -> dict
         directions.append({"name": f"{d['from']} → {d['to']}", "n": d["n"], "reliable": d["reliable"],
                            "probe": pct(d["translation"]["probe_target_share"])
                            + _interval(d["translation"]["probe_target_share_ci"]),
-                           "cycle": fmt(d["translation"]["cycle_error"]), "classes": classes, "all": classes[0]})
+                           "cycle": fmt(d["translation"]["cycle_error"]) + (
+                               f" ({pct(d['translation']['cycle_error_ratio'])} of the distance between two "
+                               f"images of {d['from']})" if d["translation"].get("cycle_error_ratio") is not None
+                               else ""), "classes": classes, "all": classes[0]})
     translator = result.get("translator", {})
     return {"row": row, "dataset": dataset, "directions": directions, "warnings": result.get("warnings", []),
             "reliable": result.get("reliable"), "trained": translator.get("trained"),
