@@ -341,7 +341,18 @@ def cmd_synth(args) -> None:
           f"{args.image_size}px, attributes: {', '.join(ds.attributes.columns)}")
 
 
+def _require_inputs(data: str | None = None, model: str | None = None) -> None:
+    """The loaders' own one-line refusals of a missing DATA or MODEL_DIR, before a command imports torch
+    (seconds): a typo is answered at once."""
+    from .errors import DatasetError, ModelError
+    if data is not None and not Path(data).exists():
+        raise DatasetError(f"no such file or folder: {data}")
+    if model is not None and not Path(model).is_dir():
+        raise ModelError(f"no such model directory: {model}")
+
+
 def cmd_train(args) -> None:
+    _require_inputs(data=args.data)
     from .models import ModelConfig
     from .modelset import parse_seeds, train_set
     from .pipeline import train_model
@@ -397,6 +408,7 @@ def _exclusion(path: str, ds):
 
 
 def cmd_audit(args) -> None:
+    _require_inputs(data=args.data, model=args.model)
     from .modelset import is_model_set, members
     from .pipeline import audit_dataset
     from .report import AuditConfig, check_class_sizes
@@ -496,6 +508,7 @@ def summarise_audit(report: dict, out_dir, top_subgroups: int = 5) -> str:
 
 
 def cmd_evaluate(args) -> None:
+    _require_inputs(data=args.data, model=args.model)
     from .evaluation import format_table, with_options, write_evaluation
     from .modelset import evaluate_set, is_model_set
     from .pipeline import evaluate_model
@@ -553,6 +566,7 @@ def cmd_generate(args) -> None:
 
 
 def cmd_counterfactual(args) -> None:
+    _require_inputs(data=args.data, model=args.model)
     from .counterfactual import format_summary, run_counterfactual
     _refuse_existing_folder(args.out, args.force)  # before any slow work
     ds = _load_data(args, args.image_size or _model_image_size(args.model))

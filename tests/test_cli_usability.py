@@ -183,3 +183,19 @@ def test_the_parser_imports_neither_torch_nor_scikit_learn():
             "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_missing_data_file_or_model_is_refused_before_torch_loads(tmp_path):
+    import subprocess
+    code = ("import sys; from audit.cli import main; code = main(sys.argv[1:]); "
+            "print(code, 'torch' in sys.modules)")
+    missing = "no such file or folder: missing.npz"
+    for argv, message in ((["train", "missing.npz", "--out", str(tmp_path / "m")], missing),
+                          (["evaluate", str(tmp_path), "missing.npz"], missing),
+                          (["audit", str(tmp_path), "--model", str(tmp_path / "none"), "--out", str(tmp_path / "a")],
+                           "no such model directory"),
+                          (["counterfactual", str(tmp_path / "none"), str(tmp_path), "--attribute", "a", "--values",
+                            "x:y", "--out", str(tmp_path / "c")], "no such model directory")):
+        run = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+        assert run.stdout.split() == ["2", "False"], (argv, run.stdout, run.stderr)
+        assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
