@@ -568,7 +568,12 @@ def cmd_generate(args) -> None:
 def cmd_counterfactual(args) -> None:
     _require_inputs(data=args.data, model=args.model)
     from .counterfactual import format_summary, run_counterfactual
+    from .modelset import is_model_set, members
     _refuse_existing_folder(args.out, args.force)  # before any slow work
+    if is_model_set(args.model):
+        raise DebiasError(f"{args.model} is a model set (one model per seed); test its members one by one with "
+                          f"one translator, e.g. {members(args.model)[0][1]} first, then the others with "
+                          f"--translator OUT/translator")
     ds = _load_data(args, args.image_size or _model_image_size(args.model))
     bar = _StepBar() if _progress(args) else None
     try:

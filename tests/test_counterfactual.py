@@ -16,6 +16,7 @@ from audit.counterfactual import _cell, measure_flips, probe_features, quality_w
 from audit.cyclegan import TranslatorConfig, load_translator, train_translator
 from audit.dataset import ImageDataset
 from audit.errors import DebiasError, ModelError
+from audit.modelset import MANIFEST
 from audit.stats import wilson_interval
 from audit.synth import make_synthetic, save_npz
 
@@ -233,13 +234,22 @@ def test_counterfactual_cli_end_to_end_and_with_a_reused_translator(tiny_model, 
     (["--values", "light:dark", "--attribute", "skin_tone"], "images of value 'light'; a counterfactual test needs"),
     (["--values", "a:b", "--attribute", "mood"], "the dataset has no attribute 'mood'"),
     (["--values", "bright:dim", "--translator", "MODEL"], "is not a translator"),
+    (["--values", "bright:dim", "SET"], "is a model set (one model per seed); test its members one by one"),
 ])
 def test_counterfactual_cli_bad_input_is_one_line_and_exit_2(tiny_model, capsys, args, message):
     args = [str(tiny_model / "m") if a == "MODEL" else a for a in args]
+    model = str(tiny_model / "m")
+    if "SET" in args:  # a set of one member: the tiny model
+        args.remove("SET")
+        model = str(tiny_model / "set")
+        (tiny_model / "set").mkdir(exist_ok=True)
+        (tiny_model / "set" / MANIFEST).write_text(json.dumps({"seeds": [0], "members": ["seed-0"]}))
+        if not (tiny_model / "set" / "seed-0").exists():
+            (tiny_model / "set" / "seed-0").symlink_to(tiny_model / "m")
     if "--attribute" not in args:
         args += ["--attribute", "lighting"]
     try:
-        code = main(["counterfactual", str(tiny_model / "m"), str(tiny_model / "d.npz"), "--out",
+        code = main(["counterfactual", model, str(tiny_model / "d.npz"), "--out",
                      str(tiny_model / "bad"), "--epochs", "1", "--no-progress", *args])
     except SystemExit as exc:  # argparse's refusals exit from inside the parser
         code = exc.code
