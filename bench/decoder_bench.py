@@ -15,6 +15,7 @@ side, mean +- sd over seeds:
 
     cd bench && python decoder_bench.py                        # Colored MNIST 1% at 32px, planted faces at 64px
     cd bench && python decoder_bench.py --data faces --seeds 0
+    cd bench && python decoder_bench.py --data mnist --seeds 0 --weights 0.01 0.002 --no-plain   # a weight sweep
 """
 from __future__ import annotations
 
@@ -68,9 +69,10 @@ def discovery(name: str, train, score: np.ndarray) -> str:
     return f"AUC {np.mean(aucs):.3f} AP {np.mean(aps):.3f}"
 
 
-def run(name: str, decoder: str, seed: int, data, folder: Path, epochs: int) -> dict:
+def run(name: str, decoder: str, seed: int, data, folder: Path, epochs: int, weight: float | None = None) -> dict:
     train, test, group_by, size = data
-    cfg = ModelConfig(method="dbvae", image_size=size, decoder=decoder)
+    extra = {} if weight is None else {"adversarial_weight": weight}
+    cfg = ModelConfig(method="dbvae", image_size=size, decoder=decoder, **extra)
     tcfg = TrainConfig(epochs=epochs, seed=seed, device="cpu", val_fraction=0.0,
                        **default_error_options("dbvae", epochs))
     result = train_model(train, folder / decoder, cfg, tcfg, progress=False)
@@ -99,32 +101,37 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--n-train", type=int, default=20000)
     p.add_argument("--faces", type=int, default=3000)
+    p.add_argument("--weights", type=float, nargs="+", default=None,
+                   help="adversarial weights to run (default: the ModelConfig default only)")
+    p.add_argument("--no-plain", action="store_true", help="skip the plain decoder (already measured)")
     args = p.parse_args()
+    variants = ([] if args.no_plain else [("plain", None)]) + [
+        ("adversarial" if w is None else f"adversarial-{w:g}", w) for w in (args.weights or [None])]
     rows: dict = {}
     for name in args.data:
         for seed in args.seeds:
             data = datasets(name, seed, args)
             with tempfile.TemporaryDirectory(prefix="debias-decoder-") as tmp:
-                for decoder in ("plain", "adversarial"):
-                    r = run(name, decoder, seed, data, Path(tmp), args.epochs)
+                for decoder, weight in variants:
+                    r = run(name, decoder.split("-")[0], seed, data, Path(tmp) / decoder, args.epochs, weight)
                     rows.setdefault(name, {}).setdefault(decoder, []).append(r)
-                    print(f"{name} seed {seed} {decoder:11} " + " ".join(
+                    print(f"{name} seed {seed} {decoder:17} " + " ".join(
                         f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()), flush=True)
     print(f"\n{args.epochs} epochs, default DB-VAE; mean +- sd over seeds {args.seeds}")
     keys = ("recon_l1", "sharpness", "prior_sharpness", "accuracy", "worst", "seconds_per_epoch")
     for name, by_decoder in rows.items():
-        print(f"\n{name}\n{'decoder':12}" + "".join(f"{k:>22}" for k in keys) + "  discovery")
+        print(f"\n{name}\n{'decoder':18}" + "".join(f"{k:>22}" for k in keys) + "  discovery")
         for decoder, runs in by_decoder.items():
             cells = []
             for k in keys:
                 v = np.array([r[k] for r in runs])
                 cells.append(f"{v.mean():.4f} +- {v.std(ddof=1) if len(v) > 1 else 0:.4f}")
-            print(f"{decoder:12}" + "".join(f"{c:>22}" for c in cells) + "  " + " | ".join(r["discovery"]
+            print(f"{decoder:18}" + "".join(f"{c:>22}" for c in cells) + "  " + " | ".join(r["discovery"]
                                                                                          for r in runs))
-        if {"plain", "adversarial"} <= by_decoder.keys():
+        for decoder in [d for d in by_decoder if d.startswith("adversarial")] if "plain" in by_decoder else []:
             ratio = np.mean([a["seconds_per_epoch"] / b["seconds_per_epoch"]
-                             for a, b in zip(by_decoder["adversarial"], by_decoder["plain"])])
-            print(f"adversarial epoch / plain epoch: {ratio:.2f}x")
+                             for a, b in zip(by_decoder[decoder], by_decoder["plain"])])
+            print(f"{decoder} epoch / plain epoch: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
