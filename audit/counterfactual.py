@@ -117,7 +117,7 @@ def run_counterfactual(model_dir: str | Path, dataset: ImageDataset, attribute: 
 
 
 def measure_flips(model, translator, dataset: ImageDataset, attribute: str, values: tuple[str, str],
-                      folder: Path, seed: int = 0, device=None) -> dict:
+                  folder: Path, seed: int = 0, device=None) -> dict:
     """Translate, classify and check (the module doc); writes pairs.png into `folder` and returns the result.
 
     translator: anything with .cfg (a TranslatorConfig) and .translate(images, "a_to_b" | "b_to_a").
