@@ -336,7 +336,7 @@ class CounterfactualCreate(RequestBody):
 
     dataset_id: BodyId
     attribute: AttributeName = Field(description="the attribute to change, e.g. skin_tone")
-    values: list[AttributeName] = Field(min_length=2, max_length=2,
+    values: list[AttributeName] = Field(min_length=2, max_length=2, json_schema_extra={"uniqueItems": True},
                                         description="the two values translated into each other, e.g. [light, dark]")
     epochs: int = Field(8, ge=1, le=200, description="epochs to train the translator (ignored with translator_from)")
     seed: int = Field(0, ge=0, le=MAX_SEED)

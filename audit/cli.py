@@ -343,7 +343,8 @@ def cmd_synth(args) -> None:
 
 def _require_inputs(data: str | None = None, model: str | None = None) -> None:
     """The loaders' own one-line refusals of a missing DATA or MODEL_DIR, before a command imports torch
-    (seconds): a typo is answered at once."""
+    (seconds): a typo is answered at once. MODEL_DIR only where it would be read before DATA (no --image-size):
+    the order of the refusals stays the command's."""
     from .errors import DatasetError, ModelError
     if data is not None and not Path(data).exists():
         raise DatasetError(f"no such file or folder: {data}")
@@ -408,7 +409,6 @@ def _exclusion(path: str, ds):
 
 
 def cmd_audit(args) -> None:
-    _require_inputs(data=args.data, model=args.model)
     from .modelset import is_model_set, members
     from .pipeline import audit_dataset
     from .report import AuditConfig, check_class_sizes
@@ -508,7 +508,7 @@ def summarise_audit(report: dict, out_dir, top_subgroups: int = 5) -> str:
 
 
 def cmd_evaluate(args) -> None:
-    _require_inputs(data=args.data, model=args.model)
+    _require_inputs(data=args.data, model=None if args.image_size else args.model)
     from .evaluation import format_table, with_options, write_evaluation
     from .modelset import evaluate_set, is_model_set
     from .pipeline import evaluate_model
@@ -566,7 +566,7 @@ def cmd_generate(args) -> None:
 
 
 def cmd_counterfactual(args) -> None:
-    _require_inputs(data=args.data, model=args.model)
+    _require_inputs(data=args.data, model=None if args.image_size else args.model)
     from .counterfactual import format_summary, run_counterfactual
     from .modelset import is_model_set, members
     _refuse_existing_folder(args.out, args.force)  # before any slow work

@@ -192,8 +192,7 @@ def test_a_missing_data_file_or_model_is_refused_before_torch_loads(tmp_path):
     missing = "no such file or folder: missing.npz"
     for argv, message in ((["train", "missing.npz", "--out", str(tmp_path / "m")], missing),
                           (["evaluate", str(tmp_path), "missing.npz"], missing),
-                          (["audit", str(tmp_path), "--model", str(tmp_path / "none"), "--out", str(tmp_path / "a")],
-                           "no such model directory"),
+                          (["evaluate", str(tmp_path / "none"), str(tmp_path)], "no such model directory"),
                           (["counterfactual", str(tmp_path / "none"), str(tmp_path), "--attribute", "a", "--values",
                             "x:y", "--out", str(tmp_path / "c")], "no such model directory")):
         run = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
