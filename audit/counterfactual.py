@@ -140,6 +140,9 @@ def measure_flips(model, translator, dataset: ImageDataset, attribute: str, valu
               "translate_seconds": round(sum(d.pop("_seconds") for d in directions), 3)}
     result["warnings"] = quality_warnings(result)
     result["reliable"] = not result["warnings"]
+    if probe_check["held_out_accuracy"] < MIN_PROBE_SHARE:  # nothing checked the translations
+        for d in directions:
+            d["reliable"] = False
     counterfactual_pairs(pairs, Path(folder) / "pairs.png",
                          title=f"{attribute}: {values[0]} \u2194 {values[1]}, translated by a CycleGAN",
                          notes=["top: original; below: translated, with p(positive) before \u2192 after"])

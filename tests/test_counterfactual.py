@@ -256,3 +256,13 @@ def test_counterfactual_cli_bad_input_is_one_line_and_exit_2(tiny_model, capsys,
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tiny_model / "bad").exists()
+
+
+def test_a_probe_that_cannot_tell_the_values_apart_makes_every_direction_unreliable(tmp_path):
+    # Both "values" hold the same kind of image: no probe can tell them apart on held-out images.
+    same = coloured([1] * 6 + [0] * 6, [1] * 6 + [0] * 6)
+    same.images[12:] = same.images[:12]
+    result = measure_flips(RedMeansPositive(), FakeTranslator(swap=True), same, "color", ("red", "green"), tmp_path)
+    assert result["probe"]["held_out_accuracy"] < 0.8
+    assert not result["reliable"] and not any(d["reliable"] for d in result["directions"])
+    assert "cannot check the translations" in result["warnings"][0]
