@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -192,13 +193,15 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     p.add_argument("--error-steps", type=_non_negative_int, default=None,
                    help="take the error set after this many steps of --error-epoch when it is longer; 0: at its "
                         "end (default: 150)")
-    p.add_argument("--error-schedule", choices=("constant", "geometric", "auto"),  # training.ERROR_SCHEDULES
+    p.add_argument("--error-schedule", choices=("constant", "geometric", "gated", "auto"),  # ERROR_SCHEDULES, auto
                    default=None,
                    help="constant: the error set drawn 1 + --error-upweight times as often in every later epoch; "
                         "geometric: (1 + upweight)^k times in the k-th, so the last epochs train almost only on it; "
-                        "auto: train both (about 1.8x the time) and keep the one with the better held-out worst "
-                        "inferred group (needs --val-fraction > 0) (default: constant; geometric reached 0.83-0.87 "
-                        "worst group on Colored MNIST but lost on the planted faces)")
+                        "gated: geometric when the error set is a coherent subgroup of the latent space, else "
+                        "constant (decided when it is taken, at no extra cost; error_set.json says why); "
+                        "auto: train constant and geometric (about 1.8x the time) and keep the one with the better "
+                        "held-out worst inferred group (needs --val-fraction > 0) (default: dbvae gated, standard "
+                        "constant)")
     p.add_argument("--mix-groups", type=_finite_float, default=None,
                    help="share of each batch mixed with a same-class sample from the other side of the error "
                         "set (LISA over inferred groups; needs --error-upweight) (default: 0, off: it lost on the "
@@ -207,6 +210,10 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
                    help="share of each class held out of training and measured after every epoch (validation "
                         "accuracy and loss in the history); 0 to 0.5")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--nproc", type=_positive_int, default=1,
+                   help="train one model in this many processes with DistributedDataParallel (gloo on the CPU, "
+                        "NCCL with one GPU each); the same as torchrun --nproc-per-node N -m audit.cli train ... "
+                        "(default: 1)")
     p.add_argument("--exclude-from", metavar="AUDIT_DIR/reviews.csv",
                    help="leave out of training the samples a reviews CSV (columns index,decision; the service's "
                         "GET /v1/audits/ID/reviews?format=csv) marks exclude; recorded in the model's config.json "
@@ -352,6 +359,38 @@ def _require_inputs(data: str | None = None, model: str | None = None) -> None:
         raise ModelError(f"no such model directory: {model}")
 
 
+def _launch_ranks(args, model_cfg, train_cfg, seeds, choose: bool) -> None:
+    """`debias train --nproc N`: what N processes cannot do is refused here, once; then N ranks train."""
+    from . import distributed
+    from .training import check_distributable
+    if "WORLD_SIZE" in os.environ:
+        raise DebiasError("--nproc inside a torchrun rank: give torchrun the process count, not both")
+    if seeds is not None:
+        raise DebiasError("--seeds trains a model set one model at a time; drop --nproc or train each seed alone")
+    if choose:
+        raise DebiasError("--error-schedule auto trains in one process only; drop --nproc or choose a schedule")
+    check_distributable(model_cfg, train_cfg, args.nproc)
+    out = Path(args.out)
+    if not args.resume and out.exists() and any(out.iterdir()):
+        raise DebiasError(f"{out} already exists and is not empty; pass --resume to continue it or choose a new --out")
+    argv = list(sys.argv[1:]) if args.argv is None else list(args.argv)
+    code = distributed.launch(_without_nproc(argv), args.nproc)
+    if code:
+        raise SystemExit(code)
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
 def cmd_train(args) -> None:
     _require_inputs(data=args.data)
     from .models import ModelConfig
@@ -375,6 +414,9 @@ def cmd_train(args) -> None:
     if choose:
         from .schedule_choice import check_choosable
         check_choosable(train_cfg)  # before any slow work
+    if args.nproc > 1:
+        _launch_ranks(args, model_cfg, train_cfg, seeds, choose)
+        return
     ds = _load_data(args, args.image_size)
     exclude = _exclusion(args.exclude_from, ds) if args.exclude_from else None
     if seeds is not None:
@@ -388,6 +430,9 @@ def cmd_train(args) -> None:
         return
     result = train_model(ds, args.out, model_cfg, train_cfg, resume=args.resume, progress=_progress(args),
                          exclude=exclude, choose_schedule=choose)
+    from .distributed import rank_from_env
+    if rank_from_env() != 0:
+        return  # rank 0 speaks for a multi-process run
     last = result.history[-1] if result.history else {}
     held_out = f", held-out accuracy {last['val_accuracy']:.3f}" if "val_accuracy" in last else ""
     print(f"trained {args.method} for {plural(len(result.history), 'epoch')} -> {args.out} "
@@ -630,11 +675,13 @@ COMMANDS = {"synth": cmd_synth, "train": cmd_train, "audit": cmd_audit, "evaluat
 def main(argv: list[str] | None = None, extensions: list[Extension] = ()) -> int:
     handlers = dict(COMMANDS)
     args = build_parser(extensions, handlers).parse_args(argv)
+    args.argv = None if argv is None else [str(a) for a in argv]   # what a launcher passes on to its ranks
     warnings.formatwarning = lambda msg, cat, *a, **k: f"debias: warning: {msg}\n"
     try:
         handlers[args.command](args)
     except DebiasError as exc:
-        print(f"debias: error: {exc}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":   # one line for a multi-process run too: rank 0's
+            print(f"debias: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("debias: interrupted", file=sys.stderr)

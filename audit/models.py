@@ -7,13 +7,14 @@ side, so the flattened size and the decoder's first feature map follow
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ModelError
+from .errors import DebiasError, ModelError
 
 METHODS = ("standard", "dbvae")
 DECODERS = ("plain", "adversarial")
@@ -153,15 +154,16 @@ class DBVAE(nn.Module):
         d = self.cfg.latent_dim
         return out[:, 0], out[:, 1:1 + d], out[:, 1 + d:]
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """eps: the sampling noise, drawn here when None (a rank of a multi-process run passes its rows)."""
         logit, mu, logvar = self.encode(x)
-        z = reparameterize(mu, logvar) if self.training else mu
+        z = reparameterize(mu, logvar, eps) if self.training else mu
         return {"logit": logit, "mu": mu, "logvar": logvar, "z": z, "recon": self.decoder(z)}
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
     # z = mu + sigma * eps with sigma = exp(0.5 * logvar).
-    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    return mu + torch.exp(0.5 * logvar) * (torch.randn_like(mu) if eps is None else eps)
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
@@ -228,6 +230,15 @@ def check_image_size(model_image_size: int, data_image_size: int) -> None:
 
 
 def pick_device(requested: str | None = None) -> torch.device:
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """`requested` (--device), else DEBIAS_DEVICE, else CUDA when present, else the CPU."""
+    requested = requested or os.environ.get("DEBIAS_DEVICE") or None
+    if not requested:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise DebiasError(f"unknown device {requested!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DebiasError(f"device {requested!r} asked for, but this machine has no CUDA GPU torch can use; "
+                          f"use cpu")
+    return device

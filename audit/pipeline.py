@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import figures
+from . import distributed, figures
 from .checkpoint import load_model
 from .csvsafe import safe_frame
 from .dataset import ImageDataset
@@ -40,23 +40,30 @@ def train_model(dataset: ImageDataset, out_dir: str | Path, model_cfg: ModelConf
     the model directory records it (exclusion.json, config.json's `exclusion`).
     """
     out_dir = Path(out_dir)
+    ranks = distributed.current()   # one rank of a multi-process run (torchrun), or None
     if not resume and out_dir.exists() and any(out_dir.iterdir()):
         raise DebiasError(f"{out_dir} already exists and is not empty; pass --resume to continue it "
                           f"or choose a new --out")
     if choose_schedule:
+        if ranks is not None:
+            raise DebiasError("--error-schedule auto trains in one process only; drop --nproc or choose a schedule")
         check_choosable(train_cfg)  # before any slow work
     if resume:
         check_resume(out_dir, exclude)
+    if ranks is not None:
+        distributed.barrier()   # every rank has checked --out before rank 0 writes to it
+    main = ranks is None or ranks.is_main
     n_total = len(dataset)
     if exclude is not None:
         dataset = exclude.apply(dataset)
-        write_record(out_dir, exclude, n_total)
+        if main:
+            write_record(out_dir, exclude, n_total)
     if choose_schedule:
         result = train_choosing_schedule(dataset, model_cfg, train_cfg, out_dir, resume=resume, progress=progress,
                                          callback=callback)
     else:
         result = train(dataset, model_cfg, train_cfg, out_dir, resume=resume, progress=progress, callback=callback)
-    if exclude is not None:  # after training: each epoch rewrites config.json
+    if exclude is not None and main:  # after training: each epoch rewrites config.json
         mark_config(out_dir, exclude, n_total)
     return result
 

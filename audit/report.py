@@ -185,7 +185,7 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
         samples[name] = attributes[col].to_numpy()
 
     subgroups = summarise_subgroups(finder.labels_, labels, weight, under, attributes, logit,
-                                    min_size=cfg.min_subgroup_size)
+                                    min_size=cfg.min_subgroup_size, errors=errors)
     features = subgroup_directions(mu, labels, finder.labels_, subgroups, attributes, cfg.top_features,
                                    cfg.histogram_bins)
     discovery = finder.summary()

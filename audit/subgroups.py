@@ -313,17 +313,23 @@ def enrichment(subgroup_ids: np.ndarray, attributes: pd.DataFrame, labels: np.nd
 def summarise_subgroups(subgroup_ids: np.ndarray, labels: np.ndarray, sampling_weight: np.ndarray,
                         under_representation: np.ndarray, attributes: pd.DataFrame | None = None,
                         logit: np.ndarray | None = None, min_size: int = 10,
-                        min_count: int = 3) -> list[dict]:
+                        min_count: int = 3, errors: np.ndarray | None = None) -> list[dict]:
     """One dict per subgroup, most under-represented and worst served first.
 
     share = n / class size; mean_weight_ratio = members' mean sampling weight
     over the class's (how much more often they are drawn than uniform);
     error_rate and mean_loss (binary cross-entropy) need `logit`, else None;
-    under_representation = the members' mean score.  Rank key:
-    under_representation x (1 + error_rate) (error_rate 0 when unknown), highest
-    first; a subgroup smaller than `min_size` is flagged `small` and ranked
-    after every other, since its rates are too uncertain to lead.
-    `grid` is None here: the pipeline fills in the PNG it writes.
+    under_representation = the members' mean score; early_error_share = the
+    share of members in the training's early error set (`errors`), else None.
+    Rank: subgroups made mostly of the early error set first (as their members
+    rank first in `under_representation`), then by under_representation x
+    (1 + error_rate) (error_rate 0 when unknown), highest first. The final
+    model's error rate alone must not lift a majority cluster above them: a run
+    that concentrated on the error set learns it and may err more elsewhere
+    (Colored MNIST, geometric schedule: a 23%-error majority cluster outranked
+    the 99%-conflicting one). A subgroup smaller than `min_size` is flagged
+    `small` and ranked after every other, since its rates are too uncertain to
+    lead. `grid` is None here: the pipeline fills in the PNG it writes.
     """
     ids, labels = np.asarray(subgroup_ids), np.asarray(labels)
     weight = np.asarray(sampling_weight, dtype=np.float64)
@@ -334,6 +340,7 @@ def summarise_subgroups(subgroup_ids: np.ndarray, labels: np.ndarray, sampling_w
                               "pass one value per sample")
     min_size = _check_positive_int(min_size, "min_size (smallest subgroup)", "pass 1 or more")
     loss, wrong = classification_loss(logit, labels) if logit is not None else (None, None)
+    flagged = None if errors is None else np.asarray(errors, dtype=np.float64) > 0.5
     enriched = enrichment(ids, attributes, labels, min_count) if attributes is not None and \
         len(attributes.columns) else {}
     rows = []
@@ -352,11 +359,13 @@ def summarise_subgroups(subgroup_ids: np.ndarray, labels: np.ndarray, sampling_w
                      "error_rate": error_rate,
                      "mean_loss": float(loss[members].mean()) if loss is not None else None,
                      "under_representation": float(score[members].mean()),
+                     "early_error_share": float(flagged[members].mean()) if flagged is not None else None,
                      "small": n < min_size,
                      "enriched": [{k: e[k] for k in ("attribute", "value", "precision", "recall", "lift", "count")}
                                   for e in enriched.get(int(g), [])],
                      "grid": None})
-    rows.sort(key=lambda r: (r["small"], -r["under_representation"] * (1 + (r["error_rate"] or 0.0)), r["id"]))
+    rows.sort(key=lambda r: (r["small"], (r["early_error_share"] or 0.0) < 0.5,
+                             -r["under_representation"] * (1 + (r["error_rate"] or 0.0)), r["id"]))
     for rank, r in enumerate(rows, 1):
         r["rank"] = rank
     return rows

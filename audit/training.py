@@ -1,24 +1,24 @@
 """Training loop for the standard classifier and the DB-VAE with debiased sampling."""
 from __future__ import annotations
 
+import json
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import latest_checkpoint, load_training_state, model_from_state, save_epoch
+from .coherence import error_set_coherence, gated_schedule
 from .dataset import ImageDataset
 from .density import ESTIMATORS
 from .errors import DebiasError, ModelError
 from .holdout import MAX_VAL_FRACTION, VAL_FRACTION, validation_metrics, validation_split
 from .inference import predict, to_tensor
 from .mixing import GroupMixer
-from .models import ModelConfig, adversarial_losses, build_model, check_image_size, dbvae_loss, pick_device
+from .models import ModelConfig, build_model, check_image_size, pick_device
 from .sampling import (
     CLASS_NAMES,
     REWEIGHT,
@@ -28,10 +28,11 @@ from .sampling import (
     error_upweighted,
     per_class_log_density,
 )
+from .steps import ProgressCallback, merge_records, run_epoch
 
 MAX_SEED = 2**32 - 1  # numpy's seed range
 ERROR_STEPS = 150      # the default: see TrainConfig.error_steps
-ERROR_SCHEDULES = ("constant", "geometric")
+ERROR_SCHEDULES = ("constant", "geometric", "gated")
 # Past this the error set already takes all but ~1e-9 of its class's draws; the cap keeps long runs finite.
 MAX_SCHEDULED_UPWEIGHT = 1e12
 
@@ -107,10 +108,11 @@ class TrainConfig:
 # The error-aware DB-VAE (the default of --method dbvae): JTT's error set, upweighted, times the density.
 # Chosen on bench/debias_bench.py (Colored MNIST, 20,000 images, 3 seeds; README "Debiasing on real images").
 # Mixing across the error set (--mix-groups) lost there: 0.49 vs 0.59 worst-group (DB-VAE, seed 0), 0.68 / 0.63
-# vs 0.78 / 0.78 (JTT, seeds 0-1, when its upweight still compounded: the geometric schedule). The constant
-# schedule is the default: geometric lost on the planted faces. The lab's algorithm is --density histogram
+# vs 0.78 / 0.78 (JTT, seeds 0-1, when its upweight still compounded: the geometric schedule). The gated
+# schedule is the default: geometric where the error set is coherent (Colored MNIST), constant where it is
+# scattered (the planted faces, where geometric lost). The lab's algorithm is --density histogram
 # --reweight positive --min-ess 0 --error-upweight 0.
-ERROR_AWARE_DEFAULTS = {"error_upweight": 50.0, "mix_groups": 0.0, "error_schedule": "constant"}
+ERROR_AWARE_DEFAULTS = {"error_upweight": 50.0, "mix_groups": 0.0, "error_schedule": "gated"}
 
 
 def default_error_options(method: str, epochs: int, error_upweight: float | None = None,
@@ -119,17 +121,17 @@ def default_error_options(method: str, epochs: int, error_upweight: float | None
     """error_upweight, mix_groups and error_schedule as given, the error-aware defaults where left out.
 
     A run with no epoch after `error_epoch` has no use for an error set: its defaults are off. The
-    schedule's default applies to any run with an error set (JTT with the standard classifier too).
+    schedule's default is gated for the DB-VAE; the standard classifier (JTT) has no latent space to gate
+    on and keeps JTT's constant multiplier.
     """
     on = method == "dbvae" and epochs > error_epoch
     upweight = error_upweight if error_upweight is not None else (ERROR_AWARE_DEFAULTS["error_upweight"] if on else 0.0)
     mix = mix_groups if mix_groups is not None else (ERROR_AWARE_DEFAULTS["mix_groups"] if on and upweight else 0.0)
-    schedule = error_schedule if error_schedule is not None else ERROR_AWARE_DEFAULTS["error_schedule"]
+    if error_schedule is not None:
+        schedule = error_schedule
+    else:
+        schedule = ERROR_AWARE_DEFAULTS["error_schedule"] if method == "dbvae" else "constant"
     return {"error_upweight": float(upweight), "mix_groups": float(mix), "error_schedule": schedule}
-
-
-# callback(epoch, step, steps_per_epoch, metrics); raising from it stops training.
-ProgressCallback = Callable[[int, int, int, dict], None]
 
 
 @dataclass
@@ -181,20 +183,30 @@ def epoch_batches(labels: np.ndarray, prob: np.ndarray | None, batch_size: int, 
 
 
 def debiasing_probability(model, source_images: np.ndarray, labels: np.ndarray, cfg: TrainConfig,
-                          device: torch.device, pool: np.ndarray | None = None
-                          ) -> tuple[np.ndarray, dict[int, float], np.ndarray]:
-    """(sampling probability, strength used per class, logits of this pass) from the current model.
+                          device: torch.device, pool: np.ndarray | None = None,
+                          ranks: distributed.Ranks | None = None
+                          ) -> tuple[np.ndarray, dict[int, float], dict[str, np.ndarray]]:
+    """(sampling probability, strength used per class, {"logit", "mu"} of this pass) from the current model.
 
     The densities are fitted on `pool` (the training samples; all if None) and the probability is 0 outside
     it; the logits cover every sample (the error set is taken on all of them).
     """
-    out = predict(model, source_images, device, want_recon_error=False)
+    out = latent_pass(model, source_images, device, ranks)
     pool = np.ones(len(labels), dtype=bool) if pool is None else pool
     log_density = per_class_log_density(out["mu"][pool], labels[pool], cfg.density, cfg.density_params)
     prob = np.zeros(len(labels))
     prob[pool], used = class_balanced_sampling_probability(log_density, labels[pool], cfg.reweight, cfg.strength,
                                                            cfg.min_effective_fraction)
-    return prob, used, out["logit"]
+    return prob, used, out
+
+
+def latent_pass(model, images: np.ndarray, device: torch.device,
+                ranks: distributed.Ranks | None = None) -> dict[str, np.ndarray]:
+    """Logits (and latent means) of every image; with ranks, each computes its chunk and all gather."""
+    if ranks is None:
+        return predict(model, images, device, want_recon_error=False)
+    part = predict(model, images, device, want_recon_error=False, indices=ranks.chunk(len(images)))
+    return ranks.gather(part, len(images))
 
 
 def uniform_probability(labels: np.ndarray, pool: np.ndarray) -> np.ndarray:
@@ -205,87 +217,128 @@ def uniform_probability(labels: np.ndarray, pool: np.ndarray) -> np.ndarray:
 
 
 ERROR_SET_FILE = "error_set.npy"
+SCHEDULE_FILE = "error_set.json"   # the schedule a gated run chose, and why
 
 
 def _error_set(model, images: np.ndarray, labels: np.ndarray, logits: np.ndarray | None,
-               device: torch.device) -> np.ndarray:
+               device: torch.device, ranks: distributed.Ranks | None = None) -> np.ndarray:
     """1.0 where the model (as it is now) misclassifies the sample, else 0.0."""
     if logits is None:
-        logits = predict(model, images, device, want_recon_error=False)["logit"]
+        logits = latent_pass(model, images, device, ranks)["logit"]
     return ((logits > 0).astype(np.int64) != labels).astype(np.float64)
+
+
+def _take_error_set(model, dataset: ImageDataset, labels: np.ndarray, pool: np.ndarray, latent: dict | None,
+                    cfg: TrainConfig, device: torch.device, out_dir: Path,
+                    ranks: distributed.Ranks | None = None) -> tuple[np.ndarray, dict]:
+    """The error set and the schedule it is upweighted with (gated: decided here, from its coherence)."""
+    errors = _error_set(model, dataset.images, labels, None if latent is None else latent["logit"], device, ranks)
+    decision: dict = {"schedule": cfg.error_schedule}
+    if cfg.error_schedule == "gated":
+        coherence = error_set_coherence(latent["mu"][pool], labels[pool], errors[pool])
+        decision = {"schedule": gated_schedule(coherence), "coherence": coherence}
+    if ranks is None or ranks.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)  # inside the first epoch no checkpoint has made it yet
+        np.save(out_dir / ERROR_SET_FILE, errors)
+        (out_dir / SCHEDULE_FILE).write_text(json.dumps(decision, indent=2))
+    return errors, decision
 
 
 def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str | Path,
           resume: bool = False, progress: bool = True,
           callback: ProgressCallback | None = None) -> TrainResult:
-    """Train `model_cfg.method` on `dataset`, checkpointing every epoch into `out_dir`."""
+    """Train `model_cfg.method` on `dataset`, checkpointing every epoch into `out_dir`.
+
+    Started by torchrun, this process is one rank of a multi-process run (audit/distributed.py): it trains on
+    its share of every batch, and only rank 0 writes to `out_dir` or reports progress.
+    """
     out_dir = Path(out_dir)
     check_image_size(model_cfg.image_size, dataset.image_size)
-    device = pick_device(cfg.device)
+    if cfg.error_schedule == "gated" and cfg.error_upweight and model_cfg.method != "dbvae":
+        raise DebiasError("the gated error schedule decides from the DB-VAE's latent space: use --method dbvae, "
+                          "or --error-schedule constant or geometric")
+    ranks = distributed.current()
+    if ranks is not None:
+        check_distributable(model_cfg, cfg, ranks.world)
+    device = pick_device(cfg.device) if ranks is None else distributed.device_for(ranks, cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(model_cfg).to(device)
+    model = build_model(model_cfg)
+    if ranks is not None:
+        distributed.synced_batch_norms(model)
+    model = model.to(device)
+    if device.type == "cuda":
+        # Batches arrive channels-last (NHWC images permuted); on GPUs the convolutions run fastest so.
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history: list[dict] = []
     start_epoch = 0
     if resume:
         start_epoch, history = _restore(out_dir, model, optimizer, model_cfg, cfg, device)
-
+    net = None
+    if ranks is not None:
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        progress = progress and ranks.is_main
+        callback = callback if ranks.is_main else None
     labels = np.asarray(dataset.labels)
+    # What every epoch's steps need besides their batches (steps.run_epoch).
+    stepping = dict(net=net, ranks=ranks, labels=labels)
     held_out = validation_split(labels, cfg.val_fraction, cfg.seed)
     pool = ~held_out
     source = ImageSource(dataset.images, device)
     y_all = torch.from_numpy(labels).to(device)
     steps = math.ceil(int(pool.sum()) / cfg.batch_size)
     prob, strength_used = None, {}
-    errors = _load_error_set(out_dir, len(labels)) if resume and cfg.error_upweight else None
+    errors, decision = (_load_error_set(out_dir, len(labels), cfg.error_schedule) if resume and cfg.error_upweight
+                        else (None, None))
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         # Seeding per epoch makes a resumed run identical to an uninterrupted one.
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 100_003 + epoch)
-        logits, density_prob = None, None
+        latent, density_prob = None, None
         # Warm up as plain ERM: debiased sampling would fit the rare samples before the snapshot, and
         # they would be missing from the error set (measured: its AUC for Colored MNIST's conflicting
         # samples falls from 0.96 to 0.65). No density pass is needed until then.
         warming_up = cfg.error_upweight and epoch <= cfg.error_epoch
         if model_cfg.method == "dbvae" and not warming_up:
-            prob, strength_used, logits = debiasing_probability(model, dataset.images, labels, cfg, device, pool)
+            prob, strength_used, latent = debiasing_probability(model, dataset.images, labels, cfg, device, pool,
+                                                                ranks)
             density_prob = prob
         split = cfg.error_upweight and errors is None and epoch == cfg.error_epoch and 0 < cfg.error_steps < steps
         if split:
             # The warm-up ends inside this epoch: its first error_steps steps sample uniformly, the rest
             # from the error-aware probability taken in between.
-            first = _run_epoch(model, optimizer, source, y_all, epoch_batches(labels, None, cfg.batch_size,
-                               cfg.error_steps, rng, pool), model_cfg, epoch, cfg.epochs, progress, callback, None, rng,
-                               epoch_steps=steps)
+            first = run_epoch(model, optimizer, source, y_all, epoch_batches(labels, None, cfg.batch_size,
+                              cfg.error_steps, rng, pool), model_cfg, epoch, cfg.epochs, progress, callback, None, rng,
+                              epoch_steps=steps, **stepping)
             if model_cfg.method == "dbvae":
-                prob, strength_used, logits = debiasing_probability(model, dataset.images, labels, cfg, device,
-                                                                    pool)
+                prob, strength_used, latent = debiasing_probability(model, dataset.images, labels, cfg, device,
+                                                                    pool, ranks)
                 density_prob = prob
         if cfg.error_upweight and errors is None and (split or epoch == cfg.error_epoch + 1):
             # Taken once, early: later the model memorises its rare samples and their errors vanish.
-            errors = _error_set(model, dataset.images, labels, logits, device)
-            out_dir.mkdir(parents=True, exist_ok=True)  # inside the first epoch no checkpoint has made it yet
-            np.save(out_dir / ERROR_SET_FILE, errors)
+            errors, decision = _take_error_set(model, dataset, labels, pool, latent, cfg, device, out_dir, ranks)
         if errors is not None:
             # The base is the density's (recomputed above) or uniform, never last epoch's upweighted
             # probability: upweighting that again would compound the multiplier every epoch.
             base = density_prob if density_prob is not None else uniform_probability(labels, pool)
-            upweight = scheduled_upweight(cfg, epoch, steps)
+            upweight = scheduled_upweight(cfg, epoch, steps, decision["schedule"])
             prob = error_upweighted(base, labels, errors, upweight)
         batches = epoch_batches(labels, prob, cfg.batch_size, steps - cfg.error_steps if split else steps, rng,
                                 pool)
         mixer = GroupMixer(labels, errors, cfg.mix_groups) if errors is not None and cfg.mix_groups else None
-        record = _run_epoch(model, optimizer, source, y_all, batches, model_cfg, epoch, cfg.epochs,
-                            progress, callback, mixer, rng, done_steps=cfg.error_steps if split else 0,
-                            epoch_steps=steps)
+        record = run_epoch(model, optimizer, source, y_all, batches, model_cfg, epoch, cfg.epochs,
+                           progress, callback, mixer, rng, done_steps=cfg.error_steps if split else 0,
+                           epoch_steps=steps, **stepping)
         if split:
-            record = _merge_records(first, record)
+            record = merge_records(first, record)
         if held_out.any():
             record.update(validation_metrics(model, dataset.images, labels, held_out, errors, device))
         _check_finite(record, epoch, cfg, model_cfg)
         if errors is not None:
             record["error_set"] = {CLASS_NAMES[int(c)]: int(errors[labels == c].sum()) for c in np.unique(labels)}
             record["error_upweight"] = upweight
+            record["error_schedule"] = decision["schedule"]
         if prob is not None:
             drawn = prob[pool]
             record["max_sampling_weight_ratio"] = float(drawn.max() / drawn.min())
@@ -293,14 +346,32 @@ def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_d
             record["effective_sample_fraction"] = {
                 CLASS_NAMES[c]: effective_sample_fraction(prob[(labels == c) & pool]) for c in strength_used}
         history.append(record)
-        save_epoch(out_dir, model, optimizer, epoch, asdict(cfg), history)
+        if ranks is None or ranks.is_main:
+            save_epoch(out_dir, model, optimizer, epoch, {**asdict(cfg), "world_size": ranks.world if ranks else 1},
+                       history)
+    if ranks is not None:
+        distributed.barrier()  # the last checkpoint is on disk before any rank returns
     model.eval()
     return TrainResult(model=model, history=history, sampling_probability=prob)
 
 
-def scheduled_upweight(cfg: TrainConfig, epoch: int, steps_per_epoch: int) -> float:
-    """The error set's upweight in `epoch` (one that uses the set) under cfg.error_schedule."""
-    if cfg.error_schedule == "constant":
+def check_distributable(model_cfg: ModelConfig, cfg: TrainConfig, world: int) -> None:
+    """What a multi-process run cannot do, refused before any work."""
+    distributed.check_batch(cfg.batch_size, world)
+    if model_cfg.decoder == "adversarial":
+        raise DebiasError("the adversarial decoder trains in one process only (its discriminator takes a second "
+                          "step per batch); drop --nproc or use --decoder plain")
+    if cfg.mix_groups:
+        raise DebiasError("mix_groups trains in one process only; drop --nproc or --mix-groups")
+
+
+def scheduled_upweight(cfg: TrainConfig, epoch: int, steps_per_epoch: int, schedule: str | None = None) -> float:
+    """The error set's upweight in `epoch` (one that uses the set) under `schedule` (cfg.error_schedule if
+    None; a gated run passes the schedule it chose)."""
+    schedule = schedule or cfg.error_schedule
+    if schedule == "gated":
+        raise ValueError("a gated run upweights with the schedule it chose when it took the error set")
+    if schedule == "constant":
         return cfg.error_upweight
     # The k-th epoch that uses the set: a split error_epoch uses it in its second part already.
     k = epoch - cfg.error_epoch + (1 if 0 < cfg.error_steps < steps_per_epoch else 0)
@@ -310,25 +381,20 @@ def scheduled_upweight(cfg: TrainConfig, epoch: int, steps_per_epoch: int) -> fl
     return (1.0 + cfg.error_upweight) ** k - 1.0
 
 
-def _merge_records(first: dict, second: dict) -> dict:
-    """One epoch's record from its two parts (before and after the error set): means weighted by batches."""
-    a, b = first["batches"], second["batches"]
-    merged = {k: (first[k] * a + second[k] * b) / (a + b) for k in first
-              if k not in ("epoch", "batches", "seconds", "samples_per_second") and k in second}
-    seconds = first["seconds"] + second["seconds"]
-    seen = first["samples_per_second"] * first["seconds"] + second["samples_per_second"] * second["seconds"]
-    return {"epoch": first["epoch"], **merged, "batches": a + b, "seconds": seconds,
-            "samples_per_second": seen / seconds if seconds else 0.0}
-
-
-def _load_error_set(out_dir: Path, n: int) -> np.ndarray | None:
+def _load_error_set(out_dir: Path, n: int, schedule: str) -> tuple[np.ndarray | None, dict | None]:
+    """The error set a resumed run took, and the schedule it upweights with (`schedule` unless gated)."""
     path = out_dir / ERROR_SET_FILE
     if not path.is_file():
-        return None  # the run stopped before taking it: it is taken when its epoch comes
+        return None, None  # the run stopped before taking it: it is taken when its epoch comes
     errors = np.load(path)
     if errors.shape != (n,):
         raise ModelError(f"{path} holds {errors.shape} error flags for {n} samples; resume on the same data")
-    return errors
+    if schedule != "gated":
+        return errors, {"schedule": schedule}
+    decision_path = out_dir / SCHEDULE_FILE
+    # A run from before the gated schedule wrote no decision: it upweighted constantly, the default then.
+    decision = json.loads(decision_path.read_text()) if decision_path.is_file() else {"schedule": "constant"}
+    return errors, decision
 
 
 def _check_finite(record: dict, epoch: int, cfg: TrainConfig, model_cfg: ModelConfig) -> None:
@@ -338,67 +404,6 @@ def _check_finite(record: dict, epoch: int, cfg: TrainConfig, model_cfg: ModelCo
         parts = ", ".join(f"{k}={v}" for k, v in bad.items())
         raise ModelError(f"training diverged in epoch {epoch}: {parts}; lower lr (now {cfg.lr:g}) or "
                          f"kl_weight (now {model_cfg.kl_weight:g}) and train again")
-
-
-def _run_epoch(model, optimizer, source: ImageSource, y_all: torch.Tensor, batches: np.ndarray,
-               model_cfg: ModelConfig, epoch: int, epochs: int, progress: bool,
-               callback: ProgressCallback | None, mixer: GroupMixer | None = None,
-               rng: np.random.Generator | None = None, done_steps: int = 0, epoch_steps: int | None = None) -> dict:
-    """One pass over `batches`; the callback counts steps in the whole epoch (`done_steps` of `epoch_steps`
-    already run when an epoch is split around the error set)."""
-    model.train()
-    # Sums stay on the device: a .item() per step would stall a GPU every batch.
-    sums: dict[str, torch.Tensor] = {}
-    correct = torch.zeros((), dtype=torch.long, device=y_all.device)
-    seen = 0
-    started = time.perf_counter()
-    bar = tqdm(batches, desc=f"epoch {epoch}/{epochs} ({model_cfg.method})", leave=False,
-               disable=not progress, unit="batch")
-    for step, idx in enumerate(bar, 1):
-        x = source.batch(idx)
-        y = y_all[torch.from_numpy(idx).to(y_all.device)]
-        if mixer is not None:
-            rows, partners = mixer.partners(idx, rng)
-            if len(rows):
-                x = mixer.mix(x, rows, source.batch(partners), rng)
-        out = model(x)
-        parts = dbvae_loss(out, x, y, model_cfg.kl_weight)
-        optimizer.zero_grad(set_to_none=True)
-        adversarial = adversarial_losses(model, out, x, y)
-        if adversarial is None:
-            parts["loss"].backward()
-            optimizer.step()
-        else:
-            parts = _adversarial_step(model, optimizer, parts, *adversarial, model_cfg.adversarial_weight)
-        for k, v in parts.items():
-            sums[k] = sums.get(k, 0) + v.detach()
-        correct += ((out["logit"] > 0).long() == y).sum()
-        seen += len(idx)
-        if callback is not None:
-            callback(epoch, done_steps + step, epoch_steps or len(batches), {"loss": parts["loss"].item()})
-    n = len(batches)
-    record = {"epoch": epoch, **{k: v.item() / n for k, v in sums.items()}, "accuracy": correct.item() / seen,
-              "batches": n}
-    elapsed = time.perf_counter() - started  # after .item(): the device has finished the epoch
-    return {**record, "seconds": elapsed, "samples_per_second": seen / elapsed}
-
-
-def _adversarial_step(model, optimizer, parts: dict, g_loss: torch.Tensor, d_loss: torch.Tensor,
-                      weight: float) -> dict:
-    """One step of the model with the decoder's adversarial term, then one of the discriminator.
-
-    One optimizer holds both: Adam skips parameters whose gradient is None, so clearing the
-    discriminator's gradients keeps the first step off it, and the second step's loss reaches no other
-    parameter (its fakes are detached).
-    """
-    (parts["loss"] + weight * g_loss).backward()
-    for p in model.discriminator.parameters():
-        p.grad = None
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    d_loss.backward()
-    optimizer.step()
-    return {**parts, "adv_decoder": g_loss.detach(), "adv_discriminator": d_loss.detach()}
 
 
 def _restore(out_dir: Path, model, optimizer, model_cfg: ModelConfig, cfg: TrainConfig,

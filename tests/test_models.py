@@ -93,7 +93,7 @@ def test_the_decoder_step_leaves_the_discriminator_alone():
     import torch
 
     from audit.models import ModelConfig, adversarial_losses, build_model, dbvae_loss
-    from audit.training import _adversarial_step
+    from audit.steps import adversarial_step
     torch.manual_seed(0)
     cfg = ModelConfig(decoder="adversarial", image_size=16, latent_dim=8, n_filters=4, dense_units=32)
     model = build_model(cfg)
@@ -109,7 +109,7 @@ def test_the_decoder_step_leaves_the_discriminator_alone():
         calls.append({k: v.clone() for k, v in model.discriminator.state_dict().items()})
         real_step()
     optimizer.step = spy
-    _adversarial_step(model, optimizer, parts, *adversarial_losses(model, out, x, y), cfg.adversarial_weight)
+    adversarial_step(model, optimizer, parts, *adversarial_losses(model, out, x, y), cfg.adversarial_weight)
     # Before the second step (the discriminator's), its weights are still the initial ones.
     assert all(torch.equal(calls[1][k], disc[k]) for k in disc)
     assert any(not torch.equal(model.discriminator.state_dict()[k], disc[k]) for k in disc)

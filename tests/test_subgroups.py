@@ -152,6 +152,22 @@ def test_ranking_puts_the_small_badly_served_subgroup_first():
         summarise_subgroups(np.zeros(200, int), labels, weight, under)
 
 
+def test_subgroups_of_the_early_error_set_rank_before_a_worse_served_majority():
+    # One class of 100: subgroup 0 (10 samples, all in the early error set, learnt by the end: error rate 0,
+    # score 0.5) and subgroup 1 (90, none in it, score 0.45, the final model wrong on 30 of them). By score x
+    # (1 + error rate) subgroup 1 would lead (0.585 > 0.5); the early error set leads, as its samples do.
+    ids, labels = np.repeat([0, 1], [10, 90]), np.ones(100, int)
+    under = np.repeat([0.5, 0.45], [10, 90])
+    logit = np.full(100, 3.0)
+    logit[10:40] = -3.0
+    errors = np.repeat([1.0, 0.0], [10, 90])
+    rows = summarise_subgroups(ids, labels, np.full(100, 0.01), under, logit=logit, errors=errors)
+    assert [(r["id"], r["early_error_share"]) for r in rows] == [(0, 1.0), (1, 0.0)]
+    assert rows[1]["error_rate"] == pytest.approx(30 / 90)
+    without = summarise_subgroups(ids, labels, np.full(100, 0.01), under, logit=logit)
+    assert [r["id"] for r in without] == [1, 0] and without[0]["early_error_share"] is None
+
+
 def test_grid_members_are_central_then_random():
     spread = np.arange(1, 11)[:, None] * np.ones((1, 2))
     mu = np.r_[np.zeros((5, 2)), spread, -spread]                  # the mean is 0: the five zeros are central

@@ -162,13 +162,14 @@ def test_bad_kl_weight(kl_weight):
 
 def test_a_diverged_run_stops_before_it_checkpoints(tiny_dataset, tmp_path, monkeypatch):
     """A loss that becomes NaN fails the run with a message naming the options to lower; no epoch is saved."""
-    real_loss = training.dbvae_loss
+    import audit.steps as steps
+    real_loss = steps.dbvae_loss
 
     def poisoned(*args, **kwargs):
         parts = real_loss(*args, **kwargs)
         return {**parts, "loss": parts["loss"] * float("nan")}
 
-    monkeypatch.setattr(training, "dbvae_loss", poisoned)
+    monkeypatch.setattr(steps, "dbvae_loss", poisoned)
     with pytest.raises(DebiasError, match=r"training diverged in epoch 1: .*loss=nan.*; lower lr \(now 0.0005\) "
                                           r"or kl_weight"):
         train_model(tiny_dataset, tmp_path / "m", ModelConfig(**SMALL), TrainConfig(epochs=2, batch_size=8),
@@ -220,7 +221,7 @@ def test_geometric_schedule_counts_a_split_epoch_and_stays_finite():
     assert training.scheduled_upweight(cfg, 2, 625) == 51.0 ** 2 - 1
     assert training.scheduled_upweight(cfg, 2, 100) == 50.0          # no split: epoch 2 is the first
     assert training.scheduled_upweight(cfg, 200, 625) == training.MAX_SCHEDULED_UPWEIGHT
-    with pytest.raises(DebiasError, match="unknown error schedule 'linear'; choose one of constant, geometric"):
+    with pytest.raises(DebiasError, match="unknown error schedule 'linear'; choose one of constant, geometric, gated"):
         TrainConfig(error_schedule="linear")
 
 
@@ -275,11 +276,12 @@ def test_training_with_group_mixing_runs_and_is_seeded(tiny_dataset, tmp_path):
 def test_error_aware_defaults_per_method():
     from audit.training import default_error_options
 
-    const = {"error_schedule": "constant"}
-    assert default_error_options("dbvae", 6) == {"error_upweight": 50.0, "mix_groups": 0.0} | const
+    const, gated = {"error_schedule": "constant"}, {"error_schedule": "gated"}
+    assert default_error_options("dbvae", 6) == {"error_upweight": 50.0, "mix_groups": 0.0} | gated
+    # JTT has no latent space to gate on: it keeps JTT's constant multiplier.
     assert default_error_options("standard", 6) == {"error_upweight": 0.0, "mix_groups": 0.0} | const
-    assert default_error_options("dbvae", 1) == {"error_upweight": 0.0, "mix_groups": 0.0} | const  # no epoch after
+    assert default_error_options("dbvae", 1) == {"error_upweight": 0.0, "mix_groups": 0.0} | gated  # no epoch after
     # What the user gives wins; the lab's flags turn it off.
-    assert default_error_options("dbvae", 6, error_upweight=0.0) == {"error_upweight": 0.0, "mix_groups": 0.0} | const
+    assert default_error_options("dbvae", 6, error_upweight=0.0) == {"error_upweight": 0.0, "mix_groups": 0.0} | gated
     assert default_error_options("standard", 6, 20.0, 0.25, error_schedule="geometric") == {
         "error_upweight": 20.0, "mix_groups": 0.25, "error_schedule": "geometric"}

@@ -1,0 +1,94 @@
+"""The gated error schedule: the error set's coherence in the latent space decides how it is upweighted."""
+import json
+
+import numpy as np
+import pytest
+
+import audit.training as training
+from audit.coherence import COHERENT_SHARE, error_set_coherence, gated_schedule
+from audit.errors import DebiasError
+from audit.models import ModelConfig
+from audit.pipeline import train_model
+from audit.training import TrainConfig
+
+SMALL = dict(image_size=16, latent_dim=8, n_filters=4, dense_units=32)
+
+
+def _latents(rng, flagged_together: bool):
+    """200 samples a class in 2-d; 20 of each class flagged, either one tight far cluster or scattered."""
+    mu = rng.normal(size=(400, 2))
+    labels = np.repeat([1, 0], 200)
+    errors = np.zeros(400)
+    for start in (0, 200):
+        errors[start:start + 20] = 1.0
+        if flagged_together:
+            mu[start:start + 20] = rng.normal(loc=8.0, scale=0.1, size=(20, 2))
+    return mu, labels, errors
+
+
+def test_a_tight_error_set_is_coherent_and_a_scattered_one_is_not(rng):
+    together = error_set_coherence(*_latents(rng, True))
+    # Each flagged sample's 10 nearest others are the other 19 of its cluster.
+    assert together["positive"] == together["negative"] == together["pooled"] == 1.0
+    assert together["error_set"] == {"positive": 20, "negative": 20}
+    assert gated_schedule(together) == "geometric"
+    scattered = error_set_coherence(*_latents(rng, False))
+    # Scattered among 200: about the base rate (19 of 199 others) in each class.
+    assert scattered["pooled"] == pytest.approx(19 / 199, abs=0.06)
+    assert gated_schedule(scattered) == "constant"
+
+
+def test_neighbour_shares_by_hand():
+    # Positives on a line at 0, 1, 2, 10, 11: flagged 0 and 1. With 2 neighbours: 0's are 1 (flagged) and 2,
+    # 1's are 0 (flagged) and 2: share 1/2 each. Negatives have no error set.
+    mu = np.array([[0.0], [1.0], [2.0], [10.0], [11.0], [0.0], [5.0], [9.0]])
+    labels = np.array([1, 1, 1, 1, 1, 0, 0, 0])
+    errors = np.array([1, 1, 0, 0, 0, 0, 0, 0], dtype=float)
+    out = error_set_coherence(mu, labels, errors, neighbours=2)
+    assert out == {"error_set": {"negative": 0, "positive": 2}, "negative": None, "positive": 0.5, "pooled": 0.5}
+    assert gated_schedule(out) == ("geometric" if 0.5 >= COHERENT_SHARE else "constant")
+    assert gated_schedule(error_set_coherence(mu, labels, np.zeros(8))) == "constant"   # no error set at all
+
+
+def test_a_gated_run_records_its_decision_and_upweights_by_it(tiny_dataset, tmp_path, monkeypatch):
+    flagged = (np.arange(len(tiny_dataset)) % 2).astype(np.float64)
+    monkeypatch.setattr(training, "_error_set", lambda *args: flagged.copy())
+    calls = []
+    real = training.error_set_coherence
+
+    def spy(mu, labels, errors):
+        calls.append((mu.shape, len(labels)))
+        return real(mu, labels, errors)
+    monkeypatch.setattr(training, "error_set_coherence", spy)
+    for decision, multipliers in (("geometric", [21.0, 21.0 ** 2, 21.0 ** 3]), ("constant", [21.0] * 3)):
+        monkeypatch.setattr(training, "gated_schedule", lambda coherence, d=decision: d)
+        out = tmp_path / decision
+        result = train_model(tiny_dataset, out, ModelConfig(method="dbvae", **SMALL),
+                             TrainConfig(epochs=4, batch_size=8, error_upweight=20.0, error_schedule="gated"),
+                             progress=False)
+        assert [r["error_upweight"] + 1 for r in result.history[1:]] == pytest.approx(multipliers)
+        assert {r["error_schedule"] for r in result.history[1:]} == {decision}
+        recorded = json.loads((out / training.SCHEDULE_FILE).read_text())
+        assert recorded["schedule"] == decision and set(recorded["coherence"]) >= {"pooled", "positive"}
+    # Decided once per run, on the training samples' latent means (the held-out tenth left out).
+    trained = len(tiny_dataset) - 2 * int(0.1 * 24)
+    assert calls == [((trained, 8), trained)] * 2
+
+
+def test_a_resumed_gated_run_keeps_the_recorded_decision(tiny_dataset, tmp_path, monkeypatch):
+    cfg = dict(batch_size=8, error_upweight=20.0, error_schedule="gated")
+    model = ModelConfig(method="dbvae", **SMALL)
+    train_model(tiny_dataset, tmp_path / "m", model, TrainConfig(epochs=2, **cfg), progress=False)
+    decision = json.loads((tmp_path / "m" / training.SCHEDULE_FILE).read_text())
+    # Whatever the gate would say now, the resumed run goes on as it decided.
+    other = "constant" if decision["schedule"] == "geometric" else "geometric"
+    monkeypatch.setattr(training, "gated_schedule", lambda coherence: other)
+    resumed = train_model(tiny_dataset, tmp_path / "m", model, TrainConfig(epochs=3, **cfg), resume=True,
+                          progress=False)
+    assert resumed.history[-1]["error_schedule"] == decision["schedule"]
+
+
+def test_the_gate_needs_a_latent_space(tiny_dataset, tmp_path):
+    with pytest.raises(DebiasError, match="gated error schedule decides from the DB-VAE's latent space"):
+        train_model(tiny_dataset, tmp_path / "m", ModelConfig(method="standard", **SMALL),
+                    TrainConfig(epochs=2, batch_size=8, error_upweight=20.0, error_schedule="gated"), progress=False)
