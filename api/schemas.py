@@ -29,7 +29,7 @@ AttributeName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^
 
 Density = Literal["histogram", "histogram-product", "gmm", "kde"]
 Reweight = Literal["both", "positive"]
-ErrorSchedule = Literal["constant", "geometric", "auto"]  # audit.training.ERROR_SCHEDULES, and auto
+ErrorSchedule = Literal["constant", "geometric", "gated", "auto"]  # audit.training.ERROR_SCHEDULES, and auto
 VAL_FRACTION, MAX_VAL_FRACTION = 0.1, 0.5  # audit.holdout's
 # An auditor's decision on a sample (audit.reviews.DECISIONS); a filter on review state adds any and none.
 Decision = Literal["reviewed", "keep", "exclude"]
@@ -115,9 +115,12 @@ class TrainOptions(RequestBody):
                                     "of epoch error_epoch when it is longer; 0: at its end; left out: 150")
     error_schedule: ErrorSchedule | None = Field(None, description="constant: the error set drawn (1 + "
                                                  "error_upweight) times as often in every later epoch; geometric: "
-                                                 "(1 + error_upweight)^k times in the k-th; auto: both trained "
-                                                 "(~1.8x the time), the one with the better held-out worst "
-                                                 "inferred group kept (needs val_fraction > 0); left out: constant")
+                                                 "(1 + error_upweight)^k times in the k-th; gated (dbvae only): "
+                                                 "geometric when the error set is a coherent subgroup of the "
+                                                 "latent space, else constant; auto: constant and geometric "
+                                                 "trained (~1.8x the time), the one with the better held-out "
+                                                 "worst inferred group kept (needs val_fraction > 0); left out: "
+                                                 "gated for dbvae, constant for standard")
     val_fraction: float = Field(VAL_FRACTION, ge=0, le=MAX_VAL_FRACTION,
                                 description="share of each class held out of training (stratified, drawn from "
                                             "the seed) and measured after every epoch: val_* in the history")
@@ -148,6 +151,13 @@ class ModelCreate(TrainOptions):
     def _adversarial_needs_a_decoder(self):
         if self.decoder == "adversarial" and self.method == "standard":
             raise ValueError("an adversarial decoder needs a decoder: use it with method dbvae")
+        return self
+
+    @model_validator(mode="after")
+    def _gated_needs_a_latent_space(self):
+        if self.error_schedule == "gated" and self.method == "standard" and self.error_upweight:
+            raise ValueError("error_schedule gated decides from the DB-VAE's latent space: use it with method "
+                             "dbvae, or constant or geometric with standard")
         return self
 
     @model_validator(mode="after")

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     poll_seconds: float = 1.0
     device: str | None = None             # cpu, cuda, ...; None: cuda when present
+    # Processes one training job trains in (DistributedDataParallel: gloo on the CPU, NCCL with a GPU each);
+    # options it cannot serve (adversarial decoder, mix_groups, auto schedule) train in one.
+    train_processes: int = Field(1, ge=1, le=64)
 
     page_limit_max: int = Field(500, ge=1)
 

@@ -38,13 +38,17 @@ def check_training(settings: Settings, dataset: Dataset, model: TrainedModel, au
     estimate = estimate_training_memory(cfg, batch, n)
     if auditing:
         estimate = max(estimate, estimate_inference_memory(cfg, n))
-    limit = settings.max_job_memory
+    # DEBIAS_TRAIN_PROCESSES: each process holds the dataset and a model; the job's share is theirs together.
+    processes = settings.train_processes
+    limit = settings.max_job_memory // processes
     if estimate <= limit:
         return
     fits = largest_batch_within(cfg, n, limit)
     lower = f"lower batch_size (to {fits} or less)" if fits >= 2 else "lower batch_size"
-    raise _over(estimate, limit, f"training on dataset {dataset.id} ({n} images of {dataset.image_size}px) with "
-                                 f"batch_size={batch} and latent_dim={cfg.latent_dim}",
+    where = f" in each of {processes} processes (DEBIAS_TRAIN_PROCESSES)" if processes > 1 else ""
+    raise _over(estimate * processes, settings.max_job_memory,
+                f"training on dataset {dataset.id} ({n} images of {dataset.image_size}px) with "
+                f"batch_size={batch} and latent_dim={cfg.latent_dim}{where}",
                 f"{lower} or latent_dim, or upload the dataset again with a smaller image_size")
 
 

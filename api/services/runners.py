@@ -120,9 +120,37 @@ def _train(ctx: JobContext, model: TrainedModel, ds, start: float, span: float) 
     # Frozen when the job was queued (services.reviews.exclusion_for); the engine trains on the rest.
     exclude = (Exclusion.of(ctx.payload["exclude"], f"audit {opts.get('exclude_from_audit')}")
                if ctx.payload.get("exclude") else None)
-    result = train_model(ds, out, cfg, train_cfg, resume=resume, progress=False, callback=on_step, exclude=exclude,
-                         choose_schedule=choose)
+    nproc = ctx.settings.train_processes
+    if nproc > 1 and not choose and cfg.decoder == "plain" and not train_cfg.mix_groups:
+        result = _train_in_processes(ctx, model, ds, cfg, train_cfg, out, resume, exclude, on_step, nproc)
+    else:
+        result = train_model(ds, out, cfg, train_cfg, resume=resume, progress=False, callback=on_step,
+                             exclude=exclude, choose_schedule=choose)
     model.history = result.history
+
+
+def _train_in_processes(ctx: JobContext, model: TrainedModel, ds, cfg: ModelConfig, train_cfg: TrainConfig,
+                        out: Path, resume: bool, exclude: Exclusion | None, on_step, nproc: int):
+    """DEBIAS_TRAIN_PROCESSES: this job's process is rank 0 (progress, result); api.trainrank runs the others."""
+    import sys
+    import tempfile
+    from types import SimpleNamespace
+
+    from audit import distributed
+
+    from .. import trainrank
+
+    with ctx.sessions() as session:
+        row = _row(session, Dataset, model.dataset_id, "dataset", ctx.job.id)
+        ds_row = SimpleNamespace(id=row.id, name=row.name, image_size=row.image_size, positive=row.positive)
+    excluded = None if exclude is None else {"indices": exclude.indices.tolist(), "label": exclude.source}
+    with tempfile.TemporaryDirectory(prefix="debias-ranks-") as tmp:
+        spec = trainrank.write_spec(Path(tmp) / "spec.json", ctx.settings, ds_row, cfg, train_cfg, out, resume,
+                                    excluded)
+        return distributed.train_as_rank_zero(
+            [sys.executable, "-m", "api.trainrank", str(spec)], nproc,
+            lambda: train_model(ds, out, cfg, train_cfg, resume=resume, progress=False, callback=on_step,
+                                exclude=exclude))
 
 
 class TrainRunner:

@@ -37,11 +37,20 @@ def shown_options(model: TrainedModel) -> list[tuple[str, str]]:
             out.append((k, "0 (no error set)"))
         elif k == "val_fraction" and not v:
             out.append((k, "0 (trained on every sample, nothing held out)"))
+        elif k == "error_schedule" and ran_schedule(model):
+            # gated (the default) decides when the error set is taken: say which schedule ran.
+            out.append((k, f"{'default' if v is None else v} (ran {ran_schedule(model)})"))
         else:
             out.append((k, "default" if v is None else str(v)))
     if "val_fraction" not in model.options:
         out.append(("val_fraction", "0 (trained before validation splits: nothing held out)"))
     return out
+
+
+def ran_schedule(model: TrainedModel) -> str | None:
+    """The error schedule the last epoch trained with (a gated run's choice), from the history; None before."""
+    last = (model.history or [{}])[-1]
+    return last.get("error_schedule")
 
 
 def retrain_fields(model: TrainedModel) -> list[tuple[str, object, str]]:

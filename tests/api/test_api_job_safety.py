@@ -62,6 +62,17 @@ def test_refusal_names_a_batch_size_that_fits_and_that_size_is_accepted(client, 
     assert ok.status_code == 202, ok.text
 
 
+def test_several_training_processes_share_the_job_limit(client, app, alice, tiny_npz_bytes, settings):
+    settings.max_job_memory = int(1.5 * 2**30)
+    ds = upload(client, alice, tiny_npz_bytes).json()
+    body = {"method": "dbvae", **TRAIN_FAST}
+    assert client.post(f"/v1/datasets/{ds['id']}/models", headers=alice, json=body).status_code == 202
+    # Two processes each hold what one does: together over the limit when one alone fits.
+    settings.train_processes = 2
+    r = client.post(f"/v1/datasets/{ds['id']}/models", headers=alice, json=body)
+    assert r.status_code == 422 and "in each of 2 processes (DEBIAS_TRAIN_PROCESSES)" in r.json()["detail"]
+
+
 def test_evaluation_and_audit_of_a_model_are_refused_over_the_limit(client, app, alice, tiny_npz_bytes, settings):
     ds = upload(client, alice, tiny_npz_bytes).json()
     model = client.post(f"/v1/datasets/{ds['id']}/models", headers=alice, json={"method": "dbvae", **TRAIN_FAST})

@@ -486,3 +486,14 @@ def test_charts_escape_their_text_and_describe_themselves():
     bars = charts.grouped_bars([("g1", [0.5, 0.75]), ("g2", [None, 1.0])], [("base", "#000"), ("new", "#00f")],
                                "acc", marked=[0])
     assert "★ g1" in bars and "base: no value" in bars and "75.0%" in bars
+
+
+def test_model_options_say_which_schedule_a_gated_run_chose():
+    from api.tables import TrainedModel
+    from api.web.model_view import shown_options
+
+    model = TrainedModel(method="dbvae", options={"epochs": 6, "error_schedule": None},
+                         history=[{"epoch": 1}, {"epoch": 2, "error_schedule": "geometric"}])
+    assert ("error_schedule", "default (ran geometric)") in shown_options(model)
+    model.history = [{"epoch": 1}]                      # not taken yet (or a run without an error set)
+    assert ("error_schedule", "default") in shown_options(model)
