@@ -29,7 +29,7 @@ from audit.counterfactual import run_counterfactual
 from audit.cyclegan import TranslatorConfig, load_translator, train_translator
 from audit.models import pick_device
 
-MODELS = ("standard", "default")
+MODELS = ("standard", "default")   # debias_bench.py's names; --models adds e.g. dbvae-constant
 
 
 def train_colour_translator(train, per_value: int, epochs: int, seed: int, folder: Path) -> dict:
@@ -74,12 +74,17 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--quick", action="store_true", help="1 seed, 1 fraction, small: a smoke run")
     p.add_argument("--json", type=Path, default=None, help="also write every figure here")
+    p.add_argument("--models", nargs="+", default=list(MODELS), help="debias_bench.py's method names to test")
+    p.add_argument("--models-from", type=Path, default=None,
+                   help="test the models a `debias_bench.py --keep DIR` run trained (DIR/FRACTION-seedS/NAME) "
+                        "instead of training them again")
     args = p.parse_args()
     if args.quick:
         args.conflict, args.seeds, args.epochs, args.n_train = [0.01], [0], 2, 1000
         args.translator_epochs, args.per_value, args.n_test = 1, 100, 200
     # debias_bench.run's options: the bench's defaults
-    run_args = argparse.Namespace(image_size=32, latent_dim=100, epochs=args.epochs, batch_size=32, audit=False)
+    run_args = argparse.Namespace(image_size=32, latent_dim=100, epochs=args.epochs, batch_size=32, audit=False,
+                                  reuse=args.models_from is not None)
     table = methods(50.0, 1, training.ERROR_STEPS)
     results: dict = {"translator": [], "runs": {}}
     for seed in args.seeds:
@@ -96,9 +101,12 @@ def main() -> None:
                     print(f"seed {seed} translator: {t['per_value']} per colour, {t['epochs']} epochs, "
                           f"{t['seconds']:.1f} s; translating 10,000 images {t['translate_10k_seconds']:.1f} s",
                           flush=True)
-                for name in MODELS:
-                    scored = train_and_score(name, *table[name], data, run_args, seed, tmp / str(fraction))
-                    cf = run_counterfactual(tmp / str(fraction) / name, data[2], "color", ("red", "green"),
+                models = tmp / str(fraction) if args.models_from is None else \
+                    args.models_from / f"{fraction:g}-seed{seed}"
+                (tmp / str(fraction)).mkdir(parents=True, exist_ok=True)
+                for name in args.models:
+                    scored = train_and_score(name, *table[name], data, run_args, seed, models)
+                    cf = run_counterfactual(models / name, data[2], "color", ("red", "green"),
                                             tmp / str(fraction) / f"{name}-cf", translator_dir=tmp / "translator",
                                             device="cpu")
                     row = {"worst": scored["worst"], "average": scored["average"], "warnings": cf["warnings"],
@@ -107,7 +115,7 @@ def main() -> None:
                     cells = "  ".join(f"{d['from']}->{d['to']} flips {interval(d['classes'][0])} "
                                       f"(probe {d['translation']['probe_target_share']:.2f}, cycle L1 {d['translation']['cycle_error']:.3f})"
                                       for d in cf["directions"])
-                    print(f"conflict {fraction:.3f} seed {seed} {name:9} worst {scored['worst']:.3f}  {cells}"
+                    print(f"conflict {fraction:.3f} seed {seed} {name:14} worst {scored['worst']:.3f}  {cells}"
                           + (f"  WARNINGS: {cf['warnings']}" if cf["warnings"] else ""), flush=True)
     print(f"\n{args.epochs} classifier epochs, {args.n_train} training images at 32px; translator "
           f"{args.translator_epochs} epochs on {args.per_value} training images per colour; mean +- sd over seeds "
@@ -117,13 +125,13 @@ def main() -> None:
           f"{summary([r['translate_10k_seconds'] for r in t])} s")
     for fraction, by_model in results["runs"].items():
         print(f"\nconflicting {float(fraction):.1%}")
-        print(f"{'model':9} {'worst group':>16} {'flips red->green':>18} {'flips green->red':>18} "
+        print(f"{'model':14} {'worst group':>16} {'flips red->green':>18} {'flips green->red':>18} "
               f"{'flips (both)':>16}")
         for name, rows in by_model.items():
             flips = [[r["directions"][d]["classes"][0]["flip_rate"] for r in rows] for d in (0, 1)]
             both = [(r["directions"][0]["classes"][0]["flipped"] + r["directions"][1]["classes"][0]["flipped"])
                     / (r["directions"][0]["n"] + r["directions"][1]["n"]) for r in rows]
-            print(f"{name:9} {summary([r['worst'] for r in rows]):>16} {summary(flips[0]):>18} "
+            print(f"{name:14} {summary([r['worst'] for r in rows]):>16} {summary(flips[0]):>18} "
                   f"{summary(flips[1]):>18} {summary(both):>16}")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **results}, indent=1))

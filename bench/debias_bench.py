@@ -12,7 +12,9 @@ balanced over class x colour:
   jtt-geometric the same, the multiplier raised to the k-th power in the k-th epoch after the
                 snapshot (--error-schedule geometric)
   default       `--method dbvae` as it ships: DB-VAE density weights (both classes, tempered)
-                times JTT's constant multiplier
+                times JTT's multiplier, geometric where the error set is coherent in the latent
+                space, else constant (--error-schedule gated; audit/coherence.py)
+  dbvae-constant the same with the constant schedule (the default before the gated one)
   dbvae-geometric the same with the geometric schedule (--error-schedule geometric)
   dbvae-auto    both schedules, the one with the better held-out worst inferred group kept
                 (--error-schedule auto; trains on 90%: the rest is its validation split)
@@ -50,7 +52,8 @@ _REAL_EPOCH_BATCHES = training.epoch_batches
 LAB = dict(density="histogram", reweight="positive", strength=1.0, min_effective_fraction=0.0)
 
 
-DEFAULT_METHODS = ["standard", "lab-dbvae", "jtt", "jtt-geometric", "default", "dbvae-geometric", "ae", "oracle"]
+DEFAULT_METHODS = ["standard", "lab-dbvae", "jtt", "jtt-geometric", "default", "dbvae-constant", "dbvae-geometric",
+                   "ae", "oracle"]
 
 
 def methods(upweight: float, error_epoch: int, error_steps: int = 0) -> dict[str, tuple[dict, dict]]:
@@ -64,13 +67,14 @@ def methods(upweight: float, error_epoch: int, error_steps: int = 0) -> dict[str
         "jtt": ({"method": "standard"}, const),
         "jtt-geometric": ({"method": "standard"}, geo),
         "jtt-mix": ({"method": "standard"}, const | {"mix_groups": 0.5}),
-        "default": ({"method": "dbvae"}, const),
+        "default": ({"method": "dbvae"}, const | {"error_schedule": "gated"}),
+        "dbvae-constant": ({"method": "dbvae"}, const),
         "dbvae-geometric": ({"method": "dbvae"}, geo),
         "dbvae-mix": ({"method": "dbvae"}, const | {"mix_groups": 0.5}),
         # Both schedules, the one with the better held-out worst inferred group kept: needs a validation split,
         # so it trains on 90% of the digits the others train on (audit/schedule_choice.py).
         "dbvae-auto": ({"method": "dbvae"}, const | {"val_fraction": 0.1, "choose_schedule": True}),
-        "ae": ({"method": "dbvae", "kl_weight": 0.0}, const),
+        "ae": ({"method": "dbvae", "kl_weight": 0.0}, const | {"error_schedule": "gated"}),
         "oracle": ({"method": "standard"}, {}),
     }
 
@@ -101,16 +105,22 @@ def run(name: str, model_over: dict, train_over: dict, data, args, seed: int, fo
         groups = train.labels * 2 + (train.attributes["color"].to_numpy() == "red")
         training.epoch_batches = group_balanced_batches(groups)
     started = time.perf_counter()
+    reused = getattr(args, "reuse", False) and (folder / name / "model.pt").is_file()
     try:
-        result = train_model(train, folder / name, cfg, tcfg, progress=False, choose_schedule=choose)
+        # --reuse: the kept model of an earlier run (an audit change measured on the same trained models).
+        result = None if reused else train_model(train, folder / name, cfg, tcfg, progress=False,
+                                                  choose_schedule=choose)
     finally:
         training.epoch_batches = _REAL_EPOCH_BATCHES
-    seconds = time.perf_counter() - started
+    seconds = float("nan") if reused else time.perf_counter() - started
     metrics = evaluate_model(folder / name, test, ["color"], device="cpu")
     out = {"worst": metrics["worst_group_accuracy"], "average": metrics["overall"]["accuracy"], "seconds": seconds}
     if choose:
         out["chosen"] = json.loads((folder / name / "schedule_choice.json").read_text())["chosen"]
-    prob = result.sampling_probability
+    elif tcfg.error_schedule == "gated" and (folder / name / training.SCHEDULE_FILE).is_file():
+        decision = json.loads((folder / name / training.SCHEDULE_FILE).read_text())
+        out["chosen"] = f"{decision['schedule']} (coherence {decision['coherence']['pooled']:.2f})"
+    prob = None if result is None else result.sampling_probability
     if train_over.get("error_upweight") and (folder / name / training.ERROR_SET_FILE).is_file():
         errors = np.load(folder / name / training.ERROR_SET_FILE)
         out |= {f"error_set_{k}": v for k, v in discovery(train, errors).items()}
@@ -174,6 +184,10 @@ def main() -> None:
     p.add_argument("--audit", action="store_true", help="also audit each DB-VAE's training set (discovery)")
     p.add_argument("--quick", action="store_true", help="1 seed, 1 fraction, 2 epochs: a smoke run")
     p.add_argument("--json", type=Path, default=None, help="also write every figure here")
+    p.add_argument("--keep", type=Path, default=None,
+                   help="keep the trained models and audits under this folder (default: a temporary one)")
+    p.add_argument("--reuse", action="store_true",
+                   help="with --keep: evaluate and audit the models kept there instead of training them again")
     args = p.parse_args()
     if args.quick:
         args.conflict, args.seeds, args.epochs, args.n_train = [0.01], [0], 2, 1000
@@ -185,8 +199,9 @@ def main() -> None:
             data = make_colored_mnist(fraction, n_train=args.n_train, n_val=1000, n_test=args.n_test,
                                       image_size=args.image_size, seed=seed, digits=args.digits)
             with tempfile.TemporaryDirectory(prefix="debias-bench-") as tmp:
+                folder = Path(tmp) if args.keep is None else args.keep / f"{fraction:g}-seed{seed}"
                 for name in names:
-                    r = run(name, *table[name], data, args, seed, Path(tmp))
+                    r = run(name, *table[name], data, args, seed, folder)
                     results.setdefault(str(fraction), {}).setdefault(name, []).append(r)
                     print(f"conflict {fraction:.3f} seed {seed} {name:12} worst {r['worst']:.3f} "
                           f"avg {r['average']:.3f} {r['seconds']:6.1f}s "

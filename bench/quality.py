@@ -40,7 +40,7 @@ from audit.models import ModelConfig
 from audit.pipeline import audit_dataset, evaluate_model, train_model
 from audit.report import AuditConfig
 from audit.synth import ALL_ATTRIBUTES, DEFAULT_PREVALENCE, FACE_ATTRIBUTES, NONFACE_ATTRIBUTES, make_synthetic
-from audit.training import TrainConfig, default_error_options
+from audit.training import SCHEDULE_FILE, TrainConfig, default_error_options
 
 GROUP_BY = ["skin_tone", "kind"]
 PLANTED = {1: ("skin_tone", "dark"), 0: ("kind", "object")}
@@ -92,7 +92,9 @@ def run_seed(seed: int, args, work: Path, log) -> dict:
                     # val_fraction 0: every planted face is trained on, as in the earlier runs of this bench.
                     TrainConfig(epochs=args.epochs, seed=seed, density=name if method == "dbvae" else "histogram",
                                 val_fraction=0.0,
-                                **default_error_options(method, args.epochs, 0.0 if args.density_only else None)),
+                                **default_error_options(method, args.epochs, 0.0 if args.density_only else None,
+                                                        error_schedule=args.error_schedule
+                                                        if method == "dbvae" else None)),
                     progress=False)
         metrics = evaluate_model(model_dir, test_ds, GROUP_BY)
         row = {"worst_group_accuracy": metrics["worst_group_accuracy"], "worst_group": metrics["worst_group"],
@@ -106,6 +108,12 @@ def run_seed(seed: int, args, work: Path, log) -> dict:
                 train_ds.labels, audit.samples["under_representation"].to_numpy(), train_ds.attributes)
             top = next((s for s in audit.report["subgroups"] if s["class"] == "positive" and not s["small"]), None)
             row["top_positive_subgroup_enriched"] = top["enriched"][:1] if top else []
+        decision = model_dir / SCHEDULE_FILE
+        if decision.is_file():
+            recorded = json.loads(decision.read_text())
+            row["error_schedule"] = recorded["schedule"]
+            if "coherence" in recorded:
+                row["error_set_coherence"] = recorded["coherence"]["pooled"]
         rows[name] = row
         log(f"  seed {seed} {name:18s} worst group {row['worst_group_accuracy']:.3f} "
             f"overall {row['overall_accuracy']:.3f}" +
@@ -113,7 +121,9 @@ def run_seed(seed: int, args, work: Path, log) -> dict:
             ("".join(f"  under_representation AUC {k} {v:.3f}"
                      for k, v in row.get("under_representation_auc", {}).items())) +
             ("".join(f"  top positive subgroup: {e['attribute']}={e['value']} (precision {e['precision']:.2f}, "
-                     f"recall {e['recall']:.2f})" for e in row.get("top_positive_subgroup_enriched", []))))
+                     f"recall {e['recall']:.2f})" for e in row.get("top_positive_subgroup_enriched", []))) +
+            (f"  schedule {row['error_schedule']}" if "error_schedule" in row else "") +
+            (f" (coherence {row['error_set_coherence']:.2f})" if "error_set_coherence" in row else ""))
     return rows
 
 
@@ -130,7 +140,10 @@ def main() -> None:
     p.add_argument("--estimators", nargs="+", default=list(ESTIMATORS), choices=list(ESTIMATORS))
     p.add_argument("--density-only", action="store_true",
                    help="train dbvae without the error-aware defaults (density-only sampling, as before)")
+    p.add_argument("--error-schedule", choices=("constant", "geometric", "gated"), default=None,
+                   help="the DB-VAE's error schedule (default: the engine's, gated)")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--keep", help="keep the trained models and audits under this folder (default: a temporary one)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not the figures")
     args = p.parse_args()
     if args.quick:
@@ -145,7 +158,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="debias-bench-") as tmp:
         for seed in args.seeds:
-            results[seed] = run_seed(seed, args, Path(tmp), lambda m: print(m, flush=True))
+            results[seed] = run_seed(seed, args, Path(args.keep or tmp), lambda m: print(m, flush=True))
 
     print("\nmean over seeds")
     print(f"{'model':24s} {'worst group':>11s} {'vs standard':>11s} {'AUC dark faces':>14s} {'AUC objects':>11s}")
