@@ -53,7 +53,7 @@ class Ranks:
         size = -(-n // self.world)
         for key in sorted(arrays):
             local = torch.from_numpy(np.ascontiguousarray(arrays[key]))
-            padded = torch.zeros((size, *local.shape[1:]), dtype=local.dtype)
+            padded = torch.zeros((size, *local.shape[1:]), dtype=local.dtype)   # CPU tensors: gloo
             padded[:len(local)] = local
             parts = [torch.empty_like(padded) for _ in range(self.world)]
             dist.all_gather(parts, padded)
@@ -76,7 +76,9 @@ def current() -> Ranks | None:
     if not dist.is_initialized():
         import atexit
 
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        # With GPUs, each tensor's device picks the backend: NCCL for the training's GPU tensors, gloo for CPU
+        # ones (the gathered latent pass, a --device cpu run on a GPU machine).
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
         # Left to the interpreter's exit, gloo's threads abort the process ("terminate called ...").
         atexit.register(_leave_group)
     return Ranks(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", 0)))
@@ -95,6 +97,7 @@ def device_for(ranks: Ranks, requested: str | None) -> torch.device:
     if requested and requested != "cuda" and not requested.startswith("cuda"):
         return torch.device(requested)
     if torch.cuda.is_available():
+        torch.cuda.set_device(ranks.local_rank)   # NCCL's collectives run on the current device
         return torch.device("cuda", ranks.local_rank)
     if requested:
         raise DebiasError(f"--device {requested} asked for, but CUDA is not available to rank {ranks.rank}")
