@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,8 +25,6 @@ from .settings import Settings
 
 def write_spec(path: Path, settings: Settings, dataset, model_cfg: ModelConfig, train_cfg: TrainConfig,
                out: Path, resume: bool, exclude: dict | None) -> Path:
-    from dataclasses import asdict
-
     spec = {"settings": json.loads(settings.model_dump_json()),
             "dataset": {k: getattr(dataset, k) for k in ("id", "name", "image_size", "positive")},
             "model": model_cfg.to_dict(), "train": asdict(train_cfg), "out": str(out), "resume": resume,

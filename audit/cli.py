@@ -362,17 +362,14 @@ def _require_inputs(data: str | None = None, model: str | None = None) -> None:
 def _launch_ranks(args, model_cfg, train_cfg, seeds, choose: bool) -> None:
     """`debias train --nproc N`: what N processes cannot do is refused here, once; then N ranks train."""
     from . import distributed
+    from .pipeline import check_new_model_dir
     from .training import check_distributable
     if "WORLD_SIZE" in os.environ:
         raise DebiasError("--nproc inside a torchrun rank: give torchrun the process count, not both")
     if seeds is not None:
         raise DebiasError("--seeds trains a model set one model at a time; drop --nproc or train each seed alone")
-    if choose:
-        raise DebiasError("--error-schedule auto trains in one process only; drop --nproc or choose a schedule")
-    check_distributable(model_cfg, train_cfg, args.nproc)
-    out = Path(args.out)
-    if not args.resume and out.exists() and any(out.iterdir()):
-        raise DebiasError(f"{out} already exists and is not empty; pass --resume to continue it or choose a new --out")
+    check_distributable(model_cfg, train_cfg, args.nproc, choose)
+    check_new_model_dir(args.out, args.resume)
     argv = list(sys.argv[1:]) if args.argv is None else list(args.argv)
     code = distributed.launch(_without_nproc(argv), args.nproc)
     if code:

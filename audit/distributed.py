@@ -92,16 +92,15 @@ def _leave_group() -> None:
 
 
 def device_for(ranks: Ranks, requested: str | None) -> torch.device:
-    """One GPU per rank (by LOCAL_RANK) on CUDA; the CPU otherwise (or as --device / DEBIAS_DEVICE asks)."""
-    requested = requested or os.environ.get("DEBIAS_DEVICE") or None
-    if requested and requested != "cuda" and not requested.startswith("cuda"):
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        torch.cuda.set_device(ranks.local_rank)   # NCCL's collectives run on the current device
-        return torch.device("cuda", ranks.local_rank)
-    if requested:
-        raise DebiasError(f"--device {requested} asked for, but CUDA is not available to rank {ranks.rank}")
-    return torch.device("cpu")
+    """As models.pick_device chooses (--device, DEBIAS_DEVICE, else CUDA when present), with one GPU per rank:
+    the one at LOCAL_RANK."""
+    from .models import pick_device
+
+    device = pick_device(requested)
+    if device.type != "cuda":
+        return device
+    torch.cuda.set_device(ranks.local_rank)   # NCCL's collectives run on the current device
+    return torch.device("cuda", ranks.local_rank)
 
 
 def check_batch(batch_size: int, world: int) -> None:

@@ -111,14 +111,12 @@ def train_set(dataset, out_dir: str | Path, model_cfg, train_cfg, seeds: list[in
     member is left as it is), the others started; the seeds must be those of an existing manifest.
     `exclude` (audit.reviews.Exclusion) leaves the same samples out of every member.
     """
-    from .pipeline import train_model
+    from .pipeline import check_new_model_dir, train_model
     seeds = parse_seeds(",".join(map(str, seeds)))
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DebiasError(f"{out_dir} exists and is not a folder; choose a new --out")
-    if not resume and out_dir.exists() and any(out_dir.iterdir()):
-        raise DebiasError(f"{out_dir} already exists and is not empty; pass --resume to continue it "
-                          f"or choose a new --out")
+    check_new_model_dir(out_dir, resume)
     if resume and is_model_set(out_dir) and read_manifest(out_dir)["seeds"] != seeds:
         raise DebiasError(f"{out_dir} is a model set of seeds {read_manifest(out_dir)['seeds']}, not {seeds}; "
                           f"resume with the same --seeds or choose a new --out")

@@ -25,7 +25,15 @@ from .report import CLASS_NAMES, AuditConfig, AuditResult, run_audit
 from .reviews import Exclusion, check_resume, expand_flags, mark_config, read_record, write_record
 from .schedule_choice import check_choosable, train_choosing_schedule
 from .subgroups import grid_members
-from .training import ERROR_SET_FILE, TrainConfig, TrainResult, train
+from .training import ERROR_SET_FILE, TrainConfig, TrainResult, check_distributable, train
+
+
+def check_new_model_dir(out_dir: str | Path, resume: bool) -> None:
+    """Refuse to train into a folder that holds something, unless resuming it."""
+    out_dir = Path(out_dir)
+    if not resume and out_dir.exists() and any(out_dir.iterdir()):
+        raise DebiasError(f"{out_dir} already exists and is not empty; pass --resume to continue it "
+                          f"or choose a new --out")
 
 
 def train_model(dataset: ImageDataset, out_dir: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
@@ -41,12 +49,10 @@ def train_model(dataset: ImageDataset, out_dir: str | Path, model_cfg: ModelConf
     """
     out_dir = Path(out_dir)
     ranks = distributed.current()   # one rank of a multi-process run (torchrun), or None
-    if not resume and out_dir.exists() and any(out_dir.iterdir()):
-        raise DebiasError(f"{out_dir} already exists and is not empty; pass --resume to continue it "
-                          f"or choose a new --out")
+    check_new_model_dir(out_dir, resume)
+    if ranks is not None:
+        check_distributable(model_cfg, train_cfg, ranks.world, choose_schedule)
     if choose_schedule:
-        if ranks is not None:
-            raise DebiasError("--error-schedule auto trains in one process only; drop --nproc or choose a schedule")
         check_choosable(train_cfg)  # before any slow work
     if resume:
         check_resume(out_dir, exclude)

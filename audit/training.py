@@ -355,14 +355,24 @@ def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_d
     return TrainResult(model=model, history=history, sampling_probability=prob)
 
 
-def check_distributable(model_cfg: ModelConfig, cfg: TrainConfig, world: int) -> None:
+def one_process_only(model_cfg: ModelConfig, cfg: TrainConfig, choose_schedule: bool = False) -> str | None:
+    """Why this run cannot be split across processes (a one-line refusal), or None when it can."""
+    if model_cfg.decoder == "adversarial":
+        return ("the adversarial decoder trains in one process only (its discriminator takes a second "
+                "step per batch); drop --nproc or use --decoder plain")
+    if cfg.mix_groups:
+        return "mix_groups trains in one process only; drop --nproc or --mix-groups"
+    if choose_schedule:
+        return "--error-schedule auto trains in one process only; drop --nproc or choose a schedule"
+    return None
+
+
+def check_distributable(model_cfg: ModelConfig, cfg: TrainConfig, world: int, choose_schedule: bool = False) -> None:
     """What a multi-process run cannot do, refused before any work."""
     distributed.check_batch(cfg.batch_size, world)
-    if model_cfg.decoder == "adversarial":
-        raise DebiasError("the adversarial decoder trains in one process only (its discriminator takes a second "
-                          "step per batch); drop --nproc or use --decoder plain")
-    if cfg.mix_groups:
-        raise DebiasError("mix_groups trains in one process only; drop --nproc or --mix-groups")
+    reason = one_process_only(model_cfg, cfg, choose_schedule)
+    if reason:
+        raise DebiasError(reason)
 
 
 def scheduled_upweight(cfg: TrainConfig, epoch: int, steps_per_epoch: int, schedule: str | None = None) -> float:

@@ -23,7 +23,7 @@ from audit.pipeline import audit_dataset, evaluate_model, train_model
 from audit.report import AuditConfig
 from audit.reviews import Exclusion
 from audit.schedule_choice import has_started as schedule_runs_started
-from audit.training import ERROR_STEPS, TrainConfig, default_error_options
+from audit.training import ERROR_STEPS, TrainConfig, default_error_options, one_process_only
 
 from ..settings import Settings
 from ..tables import Audit, AuditScore, Counterfactual, Dataset, Evaluation, EvaluationPrediction, Job, TrainedModel
@@ -121,7 +121,7 @@ def _train(ctx: JobContext, model: TrainedModel, ds, start: float, span: float) 
     exclude = (Exclusion.of(ctx.payload["exclude"], f"audit {opts.get('exclude_from_audit')}")
                if ctx.payload.get("exclude") else None)
     nproc = ctx.settings.train_processes
-    if nproc > 1 and not choose and cfg.decoder == "plain" and not train_cfg.mix_groups:
+    if nproc > 1 and one_process_only(cfg, train_cfg, choose) is None:
         result = _train_in_processes(ctx, model, ds, cfg, train_cfg, out, resume, exclude, on_step, nproc)
     else:
         result = train_model(ds, out, cfg, train_cfg, resume=resume, progress=False, callback=on_step,
