@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .sampling import CLASS_NAMES
-from .subgroups import known_strings
+from .subgroups import attribute_codes
 
 # Below this mean pixel change (images in [0, 1]) a strip looks like copies of one image: on real faces
 # after 2 epochs every strip measured under 0.01 and showed nine identical blurs.
@@ -48,17 +48,20 @@ def subgroup_directions(mu: np.ndarray, labels: np.ndarray, subgroup_ids: np.nda
     a single subgroup has nothing that stands apart and gets no feature.
     """
     mu, labels, ids = np.asarray(mu, dtype=np.float64), np.asarray(labels), np.asarray(subgroup_ids)
+    codes = {} if attributes is None else {str(c): attribute_codes(attributes[c]) for c in attributes.columns}
     out: list[dict] = []
     for cls in sorted(np.unique(labels).tolist(), reverse=True):
         name = CLASS_NAMES.get(int(cls), str(cls))
         in_class = labels == cls
+        class_sum, class_n = mu[in_class].sum(0), int(in_class.sum())
+        class_codes = {column: (c[in_class], names) for column, (c, names) in codes.items()}
         # A subgroup holding half its class or more is the class itself, not something it lacks.
         ranked = [s for s in subgroups if s["class"] == name and not s.get("small") and s["share"] < 0.5]
         for rank, sg in enumerate(ranked[:top_features], 1):
             members = ids == sg["id"]
             rest = in_class & ~members
-            feature = _direction(mu, members, rest)
-            if feature is None:
+            feature = _direction(mu, members, class_sum, class_n)
+            if feature is None or not rest.any():
                 continue
             direction, projection = feature
             p_class, p_sub, p_rest = projection[in_class], projection[members], projection[rest]
@@ -74,24 +77,28 @@ def subgroup_directions(mu: np.ndarray, labels: np.ndarray, subgroup_ids: np.nda
                      "rest_median": float(np.median(p_rest)), "subgroup_median": float(np.median(p_sub)),
                      "class_mean": float(p_class.mean()), "class_std": float(p_class.std()),
                      "histogram": _histogram(projection, labels, bins)}
-            entry |= _best_attribute(p_class, attributes[in_class] if attributes is not None else None)
+            entry |= _best_attribute(p_class, class_codes)
             entry["name"] = (f"{entry['attribute']}={entry['attribute_value']}" if entry["attribute"]
                              else f"subgroup {sg['id']}")
             out.append(entry)
     return out
 
 
-def _direction(mu: np.ndarray, members: np.ndarray, rest: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(unit vector rest mean -> subgroup mean, every sample's projection on it); None when the means coincide."""
-    if not members.any() or not rest.any():
+def _direction(mu: np.ndarray, members: np.ndarray, class_sum: np.ndarray,
+               class_n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(unit vector from the mean of the rest of the class to the subgroup's mean, every sample's projection
+    on it); None when the means coincide. The rest's mean comes from the class's sum: no copy of the class."""
+    n_members = int(members.sum())
+    if not n_members or n_members == class_n:
         return None
-    origin = mu[rest].mean(0)
-    diff = mu[members].mean(0) - origin
+    member_sum = mu[members].sum(0)
+    origin = (class_sum - member_sum) / (class_n - n_members)
+    diff = member_sum / n_members - origin
     norm = float(np.linalg.norm(diff))
     if norm <= 1e-12:
         return None
     direction = diff / norm
-    return direction, (mu - origin) @ direction
+    return direction, mu @ direction - origin @ direction
 
 
 def _separation(p_sub: np.ndarray, p_rest: np.ndarray) -> float:
@@ -108,22 +115,25 @@ def _histogram(projection: np.ndarray, labels: np.ndarray, bins: int) -> dict:
                        for c in np.unique(labels)}}
 
 
-def _best_attribute(p: np.ndarray, attributes: pd.DataFrame | None) -> dict:
-    """The attribute that explains most of the projection's variance (eta squared), and its highest value."""
+def _best_attribute(p: np.ndarray, codes: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """The attribute that explains most of the projection's variance (eta squared), and its highest value.
+
+    codes: per attribute, (the class's codes, value names) from attribute_codes.
+    """
     best = {"attribute": None, "attribute_value": None, "eta_squared": None}
-    if attributes is None or not len(attributes.columns) or p.var() <= 0:
+    if not codes or p.var() <= 0:
         return best
-    for column in attributes.columns:
-        values, known = known_strings(attributes[column])
-        if known.sum() < 2 or len(np.unique(values[known])) < 2:
+    for column, (c, names) in codes.items():
+        known = c >= 0
+        counts = np.bincount(c[known], minlength=len(names)).astype(float)
+        if known.sum() < 2 or (counts > 0).sum() < 2:
             continue
-        codes, uniques = pd.factorize(values[known], sort=True)
         x = p[known]
-        counts = np.bincount(codes).astype(float)
-        means = np.bincount(codes, weights=x) / counts
-        eta = float((counts * (means - x.mean()) ** 2).sum() / max(((x - x.mean()) ** 2).sum(), 1e-12))
+        held = counts > 0
+        means = np.bincount(c[known], weights=x, minlength=len(names))[held] / counts[held]
+        eta = float((counts[held] * (means - x.mean()) ** 2).sum() / max(((x - x.mean()) ** 2).sum(), 1e-12))
         if best["eta_squared"] is None or eta > best["eta_squared"]:
-            best = {"attribute": str(column), "attribute_value": str(uniques[int(np.argmax(means))]),
+            best = {"attribute": column, "attribute_value": str(names[held][int(np.argmax(means))]),
                     "eta_squared": eta}
     return best
 

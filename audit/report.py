@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from scipy.special import expit
 
 from .dataset import ImageDataset
@@ -232,23 +233,28 @@ def _weight_ratio(weight: np.ndarray, labels: np.ndarray) -> dict:
 def latent_histograms(mu: np.ndarray, labels: np.ndarray, bins: int) -> list[dict]:
     """Per dimension: shared edges, counts per class."""
     lo, hi = mu.min(0), mu.max(0)
+    # Each class's dimensions as contiguous rows, once: not a strided column per dimension and class.
+    by_class = {CLASS_NAMES[c]: np.ascontiguousarray(mu[labels == c].T) for c in np.unique(labels)}
     out = []
     for i in range(mu.shape[1]):
         edges = np.linspace(lo[i], hi[i] if hi[i] > lo[i] else lo[i] + 1e-6, bins + 1)
-        counts = {CLASS_NAMES[c]: np.histogram(mu[labels == c, i], edges)[0].tolist() for c in np.unique(labels)}
+        counts = {name: np.histogram(rows[i], edges)[0].tolist() for name, rows in by_class.items()}
         out.append({"dimension": i, "edges": edges.tolist(), "counts": counts})
     return out
 
 
 def _encode_groups(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    codes, uniques = pd.factorize(values.astype(str), sort=True)
-    return codes, np.asarray(uniques)
+    """(group of each value as str, the groups sorted); str() of each distinct value, not of each sample."""
+    raw, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=False)
+    names, inverse = np.unique(np.array([str(u) for u in uniques], dtype=object), return_inverse=True)
+    return inverse.ravel()[raw], names
 
 
 def correlation_ratio(z: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     """eta^2 per dimension: share of a dimension's variance explained by the groups."""
     counts = np.bincount(codes, minlength=n_groups).astype(float)
-    sums = np.stack([np.bincount(codes, weights=z[:, i], minlength=n_groups) for i in range(z.shape[1])], 1)
+    one_hot = sparse.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(n_groups, len(codes)))
+    sums = np.asarray(one_hot @ z)                                   # (n_groups, d): each group's sum
     means = sums / np.maximum(counts, 1)[:, None]
     between = (counts[:, None] * (means - z.mean(0)) ** 2).sum(0)
     total = ((z - z.mean(0)) ** 2).sum(0) + 1e-12
@@ -262,10 +268,9 @@ def attribute_relations(mu: np.ndarray, labels: np.ndarray, attributes: pd.DataF
     for name in attributes.columns:
         for cls in np.unique(labels):
             m = labels == cls
-            values = attributes[name][m]
-            if values.astype(str).nunique() < 2:
+            codes, uniques = _encode_groups(attributes[name][m])
+            if len(uniques) < 2:
                 continue
-            codes, uniques = _encode_groups(values)
             eta = correlation_ratio(mu[m], codes, len(uniques))
             best = np.argsort(-eta)[:top]
             out.append({"attribute": str(name), "class": CLASS_NAMES[int(cls)], "strength": float(eta[best[0]]),

@@ -32,6 +32,7 @@ from .errors import DebiasError, NotFittedError
 from .sampling import CLASS_NAMES
 
 COVARIANCE_TYPES = ("full", "diag")
+MAX_PCA_SAMPLES = 100_000
 MISSING_VALUES = ("", "n/a")     # with NaN/None: "no value" (synth writes "n/a" where an attribute does not apply)
 
 
@@ -172,9 +173,16 @@ class SubgroupFinder:
         varies = std > 1e-8 * max(float(np.abs(Z).max()), 1.0)
         if not varies.any():
             return None
-        Zs = (Z[:, varies] - Z[:, varies].mean(0)) / std[varies]
+        if not varies.all():
+            Z = Z[:, varies]
+        Zs = (Z - Z.mean(0)) / std[varies]
         dims = min(self.max_dims, Zs.shape[1], len(Zs) - 1)
-        pca = PCA(n_components=dims, random_state=self.random_state).fit(Zs)
+        # The axes from at most MAX_PCA_SAMPLES samples: as good as from all of a large class, and the fit's
+        # cost stays fixed (a million latent means took seconds more).
+        fit = Zs
+        if len(Zs) > MAX_PCA_SAMPLES:
+            fit = Zs[np.random.default_rng(self.random_state).choice(len(Zs), MAX_PCA_SAMPLES, replace=False)]
+        pca = PCA(n_components=dims, random_state=self.random_state).fit(fit)
         keep = pca.explained_variance_ > 1e-10 * pca.explained_variance_[0]
         return pca.transform(Zs)[:, keep] / np.sqrt(pca.explained_variance_[keep])
 
@@ -255,11 +263,24 @@ def under_representation(log_density: np.ndarray, labels: np.ndarray, loss: np.n
 
 def known_strings(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(values as str, mask of samples that hold a value): NaN, None, "" and "n/a" hold none."""
-    values = column.to_numpy(dtype=object)
-    known = ~pd.isna(column).to_numpy()
-    text = np.array([str(v) for v in values], dtype=object)
-    known &= ~np.isin(text, MISSING_VALUES)
+    # str() of each distinct value, not of each sample: a million-row column has a handful of values.
+    codes, uniques = pd.factorize(column.to_numpy(dtype=object), use_na_sentinel=True)
+    names = np.array([str(v) for v in uniques] + ["nan"], dtype=object)   # code -1 (NaN, None) last
+    text = names[codes]
+    known = (codes >= 0) & ~np.isin(names, MISSING_VALUES)[codes]
     return text, known
+
+
+def attribute_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(code of each sample's value, -1 where it holds none; the values as str, sorted): known_strings as
+    integers, for the sums and means over a million samples that comparing strings would make slow."""
+    raw, uniques = pd.factorize(column.to_numpy(dtype=object), use_na_sentinel=True)
+    text = np.array([str(v) for v in uniques], dtype=object)
+    held = ~np.isin(text, MISSING_VALUES)
+    names, inverse = np.unique(text[held], return_inverse=True)   # 1 and "1" are one value, as in known_strings
+    lookup = np.full(len(uniques) + 1, -1, dtype=np.int64)       # the last entry: factorize's -1 (NaN, None)
+    lookup[np.flatnonzero(held)] = inverse.ravel()
+    return lookup[raw], names
 
 
 def enrichment(subgroup_ids: np.ndarray, attributes: pd.DataFrame, labels: np.ndarray | None = None,

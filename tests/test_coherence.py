@@ -50,6 +50,25 @@ def test_neighbour_shares_by_hand():
     assert gated_schedule(error_set_coherence(mu, labels, np.zeros(8))) == "constant"   # no error set at all
 
 
+def test_a_large_error_set_is_judged_from_a_sample_of_its_members(rng):
+    # Positives: 300 flagged, half in a tight cluster (share 1) and half scattered (share ~0); negatives: 20
+    # flagged in a cluster. Capped at 100 queries a class, the positives' share stays near the whole set's,
+    # and the pooled share still weighs each class by its whole error set (300 vs 20), not by the 100 asked.
+    mu = rng.normal(size=(2400, 2)) * 10
+    labels = np.repeat([1, 0], 1200)
+    errors = np.zeros(2400)
+    errors[:300] = 1.0
+    mu[:150] = rng.normal(loc=80.0, scale=0.1, size=(150, 2))
+    errors[1200:1220] = 1.0
+    mu[1200:1220] = rng.normal(loc=-80.0, scale=0.1, size=(20, 2))
+    whole = error_set_coherence(mu, labels, errors)
+    capped = error_set_coherence(mu, labels, errors, max_queries=100)
+    assert capped["error_set"] == whole["error_set"] == {"positive": 300, "negative": 20}
+    assert capped["negative"] == whole["negative"] == 1.0
+    assert capped["positive"] == pytest.approx(whole["positive"], abs=0.12)
+    assert capped["pooled"] == pytest.approx((300 * capped["positive"] + 20 * 1.0) / 320)
+
+
 def test_a_gated_run_records_its_decision_and_upweights_by_it(tiny_dataset, tmp_path, monkeypatch):
     flagged = (np.arange(len(tiny_dataset)) % 2).astype(np.float64)
     monkeypatch.setattr(training, "_error_set", lambda *args: flagged.copy())

@@ -13,9 +13,11 @@ from audit.report import SAMPLE_COLUMNS, SUBGROUP_COLUMNS, AuditConfig, audit_la
 from audit.sampling import per_class_log_density
 from audit.subgroups import (
     SubgroupFinder,
+    attribute_codes,
     discover_subgroups,
     enrichment,
     grid_members,
+    known_strings,
     summarise_subgroups,
     under_representation,
 )
@@ -288,3 +290,15 @@ def test_the_early_error_set_splits_each_class_before_clustering(rng):
         flagged = ids[(labels == cls) & (errors == 1)]
         rest = ids[(labels == cls) & (errors == 0)]
         assert len(set(flagged)) == 1 and not set(flagged) & set(rest)
+
+
+def test_attribute_values_as_strings_and_as_codes():
+    # Missing (NaN, None, "" and "n/a") holds no value; 1 and "1" read as one value, "1".
+    column = pd.Series(["b", None, "n/a", "", np.nan, 1, "1", 2.5, "a"], dtype=object)
+    text, known = known_strings(column)
+    assert known.tolist() == [True, False, False, False, False, True, True, True, True]
+    assert text[known].tolist() == ["b", "1", "1", "2.5", "a"]
+    codes, names = attribute_codes(column)
+    assert names.tolist() == ["1", "2.5", "a", "b"]                     # sorted
+    assert codes.tolist() == [3, -1, -1, -1, -1, 0, 0, 1, 2]
+    assert (names[codes[known]] == text[known]).all()
