@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import DebiasError
+from .limits import MAX_DECODED_BYTES, MAX_SAMPLES, MAX_ZIP_BYTES, MAX_ZIP_ENTRIES
 
 EXIT_BAD_INPUT = 2
 
@@ -46,6 +47,13 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
 
 _positive_int = _int_at_least(1)
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
 _non_negative_int = _int_at_least(0)
 
 
@@ -64,6 +72,13 @@ def _add_data_options(p: argparse.ArgumentParser, image_size_default: int | None
                         (" (default: the model's)" if image_size_default is None else ""))
     p.add_argument("--positive", help="for a folder with one sub-folder per class: the positive class folder "
                                       "(default: the folder named face, positive, 1, ...)")
+    # The loaders' bounds on hostile input, the service's defaults; raised here for a large dataset of one's own.
+    p.add_argument("--max-samples", type=_positive_int, default=MAX_SAMPLES,
+                   help=f"refuse a dataset of more images than this (default: {MAX_SAMPLES:,})")
+    p.add_argument("--max-decoded-gib", type=_positive_float, default=MAX_DECODED_BYTES / 2 ** 30,
+                   help="refuse a dataset whose decoded images (N x size x size x 3 bytes) would take more than "
+                        f"this many GiB (default: {MAX_DECODED_BYTES / 2 ** 30:g}); larger ones are memory-mapped "
+                        "from a cache, see DEBIAS_CACHE_DIR")
 
 
 DATA_HELP = "dataset: .npz, .h5, .zip or a folder (see `debias pack --help`)"
@@ -322,9 +337,19 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
 
 def _load_data(args, image_size: int):
     from .loaders import load_dataset
-    # Every limit on hostile input (max_samples, max_decoded_bytes, max_expansion, zip and pixel bounds)
-    # keeps load_dataset's defaults, the same as the service's; a refusal is a DatasetError: exit 2, one line.
-    return load_dataset(args.data, image_size=image_size, positive=args.positive)
+    return load_dataset(args.data, image_size=image_size, positive=args.positive, **_data_limits(args))
+
+
+def _data_limits(args) -> dict:
+    """load_dataset's bounds from --max-samples and --max-decoded-gib. The other limits on hostile input
+    (max_expansion, pixels) keep their defaults, the same as the service's; a refusal is a DatasetError:
+    exit 2, one line."""
+    decoded_bytes = int(args.max_decoded_gib * 2 ** 30)
+    # Raising the dataset's bounds raises a zip's with them: an entry per image (and its folders), and
+    # original files no larger in all than the decoded array that is accepted.
+    return dict(max_samples=args.max_samples, max_decoded_bytes=decoded_bytes,
+                max_zip_entries=max(MAX_ZIP_ENTRIES, 2 * args.max_samples),
+                max_zip_bytes=max(MAX_ZIP_BYTES, decoded_bytes))
 
 
 def _model_image_size(model_dir: str) -> int:
@@ -654,7 +679,8 @@ def cmd_demo(args) -> None:
 
 def cmd_pack(args) -> None:
     from .pack import pack_folder
-    ds = pack_folder(args.folder, args.out, image_size=args.image_size, positive=args.positive, force=args.force)
+    ds = pack_folder(args.folder, args.out, image_size=args.image_size, positive=args.positive, force=args.force,
+                     **_data_limits(args))
     counts = ds.class_counts()
     attributes = ", ".join(map(str, ds.attributes.columns)) or "none"
     how = f"images at {ds.image_size}px" if args.out.lower().endswith(".npz") else "the original image files"

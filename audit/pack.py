@@ -31,11 +31,14 @@ _STORED = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
 
 
 def pack_folder(folder: str | Path, out: str | Path, image_size: int = 64, positive: str | None = None,
-                force: bool = False) -> ImageDataset:
-    """Write `folder` (a manifest or class-folder layout) to `out` (.zip or .npz); returns the dataset read."""
+                force: bool = False, **limits) -> ImageDataset:
+    """Write `folder` (a manifest or class-folder layout) to `out` (.zip or .npz); returns the dataset read.
+
+    limits: load_dataset's bounds (max_samples, max_decoded_bytes, ...), its defaults when not given.
+    """
     folder, out = Path(folder), Path(out)
     check_paths(folder, out, force)
-    dataset = load_dataset(folder, image_size=image_size, positive=positive)
+    dataset = load_dataset(folder, image_size=image_size, positive=positive, **limits)
     out.parent.mkdir(parents=True, exist_ok=True)
     # A fresh name rather than mkstemp: the file gets the user's usual permissions (mkstemp's are 0600).
     tmp = out.with_name(f".{out.stem}.{secrets.token_hex(4)}{out.suffix}.partial")

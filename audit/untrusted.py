@@ -18,13 +18,15 @@ import numpy as np
 import pandas as pd
 
 from .errors import DatasetError
+from .limits import (  # noqa: F401 (re-exported)
+    MAX_DECODED_BYTES,
+    MAX_EXPANSION,
+    MAX_PIXELS,
+    MAX_SAMPLES,
+    MAX_ZIP_BYTES,
+    MAX_ZIP_ENTRIES,
+)
 
-MAX_PIXELS = 4096 * 4096  # one image, width x height
-MAX_SAMPLES = 200_000
-MAX_DECODED_BYTES = 4 << 30
-MAX_EXPANSION = 200.0
-MAX_ZIP_ENTRIES = 200_000
-MAX_ZIP_BYTES = 4 << 30
 # Compression ratios are judged only above this size: a tiny array or file
 # (all-zero labels, a short CSV) can honestly compress a thousandfold.
 EXPANSION_FLOOR_BYTES = 4 << 20

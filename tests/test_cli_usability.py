@@ -161,6 +161,22 @@ def test_pack_bad_input_is_one_line(capsys, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]  # nothing written
 
 
+def test_the_dataset_bounds_are_options(capsys, tmp_path):
+    folder = _class_folder(tmp_path / "photos")
+    n = len(load_dataset(folder, image_size=16))
+    assert_bad_input(capsys, "pack", folder, "--out", tmp_path / "d.npz", "--image-size", "16",
+                     "--max-samples", n - 1, match=f"holds {n} samples, more than max_samples={n - 1}")
+    assert_bad_input(capsys, "pack", folder, "--out", tmp_path / "d.npz", "--image-size", "16",
+                     "--max-decoded-gib", 1e-6, match="max_decoded_bytes=1073")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]  # nothing written
+    assert run(capsys, "pack", folder, "--out", tmp_path / "d.npz", "--image-size", "16", "--max-samples", n)[0] == 0
+    assert_bad_input(capsys, "train", tmp_path / "d.npz", "--out", tmp_path / "m", "--image-size", "16",
+                     "--max-samples", n - 1, match=f"more than max_samples={n - 1}")
+    assert not (tmp_path / "m").exists()
+    code, _, err = run(capsys, "train", tmp_path / "d.npz", "--out", tmp_path / "m", "--max-decoded-gib", "0")
+    assert code == 2 and "expected a number > 0" in err
+
+
 @pytest.mark.slow
 def test_demo_numbers_its_steps_and_saves_the_comparison(capsys, monkeypatch, tmp_path):
     # The smallest data the demo's audit can cluster (two subgroups of 10 per class), so the test stays short.
