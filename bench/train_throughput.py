@@ -1,15 +1,26 @@
-"""DB-VAE training throughput: `debias train` vs a bare PyTorch loop, side by side.
+"""DB-VAE training throughput: `debias train` vs a bare PyTorch loop, side by side, and their share of the
+machine's peak.
 
-Both train the same DBVAE (64x64 by default, batch 32, Adam 5e-4) on the same
-uint8 images for the same number of steps, whole runs interleaved so that
-machine noise hits both alike.  The bare loop is the 6.S191 lab's algorithm in as few
-lines as possible: each epoch it encodes the data, computes the lab's
-histogram weights and draws balanced batches, then steps.  The project's loop
-adds per-class densities, checkpoints, history, tqdm (off here) and
-callbacks.  Also printed: the time spent producing batches (in RAM and from a
-memory-mapped cache) as a share of a training step.
+Both train the same DBVAE (batch 32, Adam 5e-4) on the same uint8 images for
+the same number of steps, whole runs interleaved so that machine noise hits
+both alike, at each --image-sizes (32 and 64 px by default).  The bare loop is the
+6.S191 lab's algorithm in as few lines as possible: each epoch it encodes the
+data, computes the lab's histogram weights and draws balanced batches, then
+steps.  The project's loop adds per-class densities, checkpoints, history,
+tqdm (off here) and callbacks.
+
+The peak is measured here, not taken from a data sheet: the best fp32 2048 x 2048
+matrix product per second on this device with torch's threads.  A training
+image's work is counted with torch.utils.flop_counter.FlopCounterMode
+(forward and backward of one step's encoder, decoder and loss, per image); the
+share of the peak is that work times the samples per second, over the peak.
+Printed for the training steps alone (the history's seconds) and for whole
+runs (latent passes, densities and checkpoints included).  Also printed: the
+time spent producing batches (in RAM and from a memory-mapped cache) as a
+share of a training step.
 
     python bench/train_throughput.py
+    python bench/train_throughput.py --device cuda      # the same on a GPU
 """
 from __future__ import annotations
 
@@ -22,9 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from audit.dataset import ImageDataset
-from audit.models import DBVAE, ModelConfig, pick_device
+from audit.models import DBVAE, ModelConfig, dbvae_loss, pick_device
 from audit.training import ImageSource, TrainConfig, epoch_batches, train
 
 
@@ -68,6 +80,36 @@ def bare_epoch(model, opt, images: torch.Tensor, labels: torch.Tensor, batch: in
         torch.cuda.synchronize()
 
 
+def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 20) -> float:
+    """The best fp32 n x n matrix products per second on `device`, in GFLOP/s (2 n^3 flops each)."""
+    torch.backends.cuda.matmul.allow_tf32 = False     # fp32 means fp32: TF32 would inflate the peak on a GPU
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def flops_per_image(cfg: ModelConfig, batch: int, device: torch.device) -> float:
+    """Forward + backward FLOPs of one training step of the DB-VAE, per image (matmuls and convolutions)."""
+    model = DBVAE(cfg).to(device)
+    x = torch.rand(batch, 3, cfg.image_size, cfg.image_size, device=device)
+    y = torch.arange(batch, device=device) % 2
+    counter = FlopCounterMode(display=False)
+    with counter:
+        dbvae_loss(model(x), x, y, cfg.kl_weight)["loss"].backward()
+    return counter.get_total_flops() / batch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def batch_share(images: np.ndarray, labels: np.ndarray, device, batch: int, steps: int, resident: bool) -> float:
     source = ImageSource(images, device, max_resident_bytes=(1 << 40) if resident else 0)
     idx = epoch_batches(labels, None, batch, steps, np.random.default_rng(0))
@@ -82,20 +124,37 @@ def batch_share(images: np.ndarray, labels: np.ndarray, device, batch: int, step
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=2048, help="training images")
-    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--image-sizes", type=int, nargs="+", default=[32, 64])
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=3, help="epochs per run")
     p.add_argument("--rounds", type=int, default=3, help="interleaved runs of each loop")
     p.add_argument("--device")
     args = p.parse_args()
     device = pick_device(args.device)
+    peak = matmul_peak(device)
+    print(f"device {device}, {torch.get_num_threads()} threads: measured fp32 matmul peak {peak:.0f} GFLOP/s "
+          f"(best 2048 x 2048 product)", flush=True)
+    rows = []
+    for size in args.image_sizes:
+        rows.append(measure(args, size, device, peak))
+    print("\nshare of the measured peak (training work x samples/s / peak):")
+    for size, flops, steps_rate, whole_rate, bare_rate in rows:
+        def share(rate: float) -> str:
+            return f"{100 * flops * rate / 1e9 / peak:5.1f}%"
+        print(f"  {size:3d}px ({flops / 1e9:.4f} GFLOP an image): steps {share(steps_rate)} ({steps_rate:7.1f}/s), "
+              f"whole run {share(whole_rate)} ({whole_rate:7.1f}/s); bare loop whole run {share(bare_rate)} "
+              f"({bare_rate:7.1f}/s)")
+
+
+def measure(args, image_size: int, device: torch.device, peak: float) -> tuple:
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (args.n, args.image_size, args.image_size, 3), dtype=np.uint8)
+    images = rng.integers(0, 256, (args.n, image_size, image_size, 3), dtype=np.uint8)
     labels = np.repeat([1, 0], args.n // 2)
     steps = -(-args.n // args.batch_size)
-    cfg = ModelConfig(image_size=args.image_size)
-    print(f"device {device}, {args.n} images {args.image_size}px, batch {args.batch_size}, {steps} steps/epoch, "
-          f"{torch.get_num_threads()} threads", flush=True)
+    cfg = ModelConfig(image_size=image_size)
+    flops = flops_per_image(cfg, args.batch_size, device)
+    print(f"\n{args.n} images {image_size}px, batch {args.batch_size}, {steps} steps/epoch, {args.epochs} epochs a "
+          f"run, {flops / 1e9:.4f} GFLOP a training image", flush=True)
 
     images_t = torch.from_numpy(images).to(device)
     labels_t = torch.from_numpy(labels).to(device)
@@ -108,22 +167,22 @@ def main() -> None:
         for _ in range(args.epochs):
             bare_epoch(model, opt, images_t, labels_t, args.batch_size, steps, rng, cfg.kl_weight)
 
-    def run_project(out: Path):
+    def run_project(out: Path, epochs: int):
         # val_fraction 0: the bare loop trains on every image, so must the project for a like-for-like ratio.
-        return train(ds, cfg, TrainConfig(epochs=args.epochs, batch_size=args.batch_size, device=str(device),
+        return train(ds, cfg, TrainConfig(epochs=epochs, batch_size=args.batch_size, device=str(device),
                                           val_fraction=0.0),
                      out, progress=False)
 
     project, bare, project_steps = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         # Warm-up of both (allocator, thread pools, first-call costs), not timed.
+        run_project(Path(tmp) / "warm", 1)
         saved_epochs, args.epochs = args.epochs, 1
-        run_project(Path(tmp) / "warm")
         run_bare()
         args.epochs = saved_epochs
         for r in range(args.rounds):  # whole runs, interleaved so machine noise hits both alike
             t = time.perf_counter()
-            result = run_project(Path(tmp) / f"m{r}")
+            result = run_project(Path(tmp) / f"m{r}", args.epochs)
             project.append(time.perf_counter() - t)
             project_steps.append(sum(h["seconds"] for h in result.history))
             t = time.perf_counter()
@@ -131,16 +190,17 @@ def main() -> None:
             bare.append(time.perf_counter() - t)
             print(f"  run {r + 1}: debias {project[-1]:.2f}s (of which steps {project_steps[-1]:.2f}s), "
                   f"bare {bare[-1]:.2f}s", flush=True)
-    proj, base = statistics.median(project), statistics.median(bare)
+    proj, base, proj_steps = statistics.median(project), statistics.median(bare), statistics.median(project_steps)
     samples = args.epochs * steps * args.batch_size
     print(f"debias train (whole run: density refresh, checkpoints included): {samples / proj:8.1f} samples/s")
     print(f"bare PyTorch loop (whole run: lab weight refresh included):      {samples / base:8.1f} samples/s")
     print(f"ratio debias / bare throughput: {base / proj:.3f}  (debias takes {100 * (proj / base - 1):+.1f}% time)")
-    step_time = statistics.median(project_steps) / (args.epochs * steps)
+    step_time = proj_steps / (args.epochs * steps)
     for resident in (True, False):
         share = batch_share(images, labels, device, args.batch_size, steps, resident) / steps / step_time
         where = "device-resident tensor" if resident else "memory-mapped array"
         print(f"batch production from a {where}: {100 * share:.1f}% of a training step")
+    return image_size, flops, samples / proj_steps, samples / proj, samples / base
 
 
 if __name__ == "__main__":
