@@ -12,8 +12,11 @@ import numpy as np
 from .errors import DebiasError, NotFittedError
 
 
-def _check_latents(Z: np.ndarray, name: str = "Z") -> np.ndarray:
-    Z = np.asarray(Z, dtype=np.float64)
+def _check_latents(Z: np.ndarray, name: str = "Z", as_float64: bool = True) -> np.ndarray:
+    """Z validated; as float64, or (as_float64=False) in its own float type, converted a block at a time later."""
+    Z = np.asarray(Z)
+    if as_float64 or not np.issubdtype(Z.dtype, np.floating):
+        Z = Z.astype(np.float64, copy=False)
     if Z.ndim != 2 or Z.shape[0] == 0:
         raise DebiasError(f"{name} must be a non-empty 2-D array (n_samples, latent_dim), got shape {Z.shape}")
     if not np.isfinite(Z).all():
@@ -32,10 +35,10 @@ class DensityEstimator(ABC):
     @abstractmethod
     def score_samples(self, Z: np.ndarray) -> np.ndarray: ...
 
-    def _check_input(self, Z: np.ndarray) -> np.ndarray:
+    def _check_input(self, Z: np.ndarray, as_float64: bool = True) -> np.ndarray:
         if not hasattr(self, "n_features_in_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(Z) first")
-        Z = _check_latents(Z)
+        Z = _check_latents(Z, as_float64=as_float64)
         if Z.shape[1] != self.n_features_in_:
             raise DebiasError(f"Z has {Z.shape[1]} latent dimensions but the estimator was fitted on "
                               f"{self.n_features_in_}")
@@ -45,25 +48,22 @@ class DensityEstimator(ABC):
         return {k: v for k, v in vars(self).items() if not k.endswith("_")}
 
 
-def _columns(Z: np.ndarray) -> np.ndarray:
-    """Z's columns as contiguous rows, (d, n): a column of a (1M, 100) array read in place strides over 800 MB."""
-    return np.ascontiguousarray(Z.T)
+# Dimensions handled at once: a million latent means are turned into contiguous float64 rows (a column read
+# in place strides over the whole array) a block at a time, so memory grows with N x DIM_BLOCK, not N x d.
+DIM_BLOCK = 16
 
 
-def _fit_histograms(rows: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension histograms of rows (d, n): (edges (d, bins+1), np.histogram density (d, bins))."""
-    d = rows.shape[0]
-    edges = np.empty((d, bins + 1))
-    density = np.empty((d, bins))
-    for i, row in enumerate(rows):
-        density[i], edges[i] = np.histogram(row, bins=bins, density=True)
-    return edges, density
+def _row_blocks(Z: np.ndarray):
+    """(first dimension, Z's next DIM_BLOCK columns as contiguous float64 rows (b, n)) over all of Z."""
+    for start in range(0, Z.shape[1], DIM_BLOCK):
+        yield start, np.ascontiguousarray(Z[:, start:start + DIM_BLOCK].T, dtype=np.float64)
 
 
 def _bin_index(rows: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Bin of every value of rows (d, n), (d, n); values outside the fitted range fall in the outer bins."""
+    """Bin of every value of rows (b, n) under edges (b, bins+1), (b, n); values outside the fitted range
+    fall in the outer bins."""
     # Inner edges only: the outer edges act as -inf/+inf, as in the lab, and every index is in range.
-    return np.stack([np.searchsorted(edges[i, 1:-1], row, side="right") for i, row in enumerate(rows)])
+    return np.stack([np.searchsorted(e[1:-1], row, side="right") for e, row in zip(edges, rows)])
 
 
 class HistogramDensity(DensityEstimator):
@@ -83,25 +83,43 @@ class HistogramDensity(DensityEstimator):
         self.bins, self.alpha = bins, alpha
 
     def fit(self, Z: np.ndarray) -> "HistogramDensity":
-        rows = _columns(_check_latents(Z))
-        self.edges_, self.hist_density_ = _fit_histograms(rows, self.bins)
-        smoothed = self.hist_density_ + self.alpha
-        self.smoothed_density_ = smoothed / smoothed.sum(1, keepdims=True)        # (d, bins)
-        self.n_features_in_ = rows.shape[0]
-        self.inverse_norm_ = (1.0 / self._row_probability(rows)).sum(1)           # (d,)
+        Z = _check_latents(Z, as_float64=False)
+        self._start_fit(Z.shape[1])
+        self.smoothed_density_, self.inverse_norm_ = np.empty((Z.shape[1], self.bins)), np.empty(Z.shape[1])
+        for start, rows in _row_blocks(Z):
+            dims = self._fit_block(start, rows)
+            smoothed = self.hist_density_[dims] + self.alpha
+            self.smoothed_density_[dims] = smoothed / smoothed.sum(1, keepdims=True)
+            self.inverse_norm_[dims] = (1.0 / self._probability(start, rows)).sum(1)
         return self
 
-    def _row_probability(self, rows: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(self.smoothed_density_, _bin_index(rows, self.edges_), axis=1)
+    def _start_fit(self, d: int) -> None:
+        self.n_features_in_ = d
+        self.edges_, self.hist_density_ = np.empty((d, self.bins + 1)), np.empty((d, self.bins))
+
+    def _fit_block(self, start: int, rows: np.ndarray) -> slice:
+        """np.histogram (density) of each row of a block; returns the block's dimensions."""
+        for i, row in enumerate(rows, start):
+            self.hist_density_[i], self.edges_[i] = np.histogram(row, bins=self.bins, density=True)
+        return slice(start, start + len(rows))
+
+    def _probability(self, start: int, rows: np.ndarray) -> np.ndarray:
+        """Smoothed bin probability of rows (b, n) of dimensions start, start + 1, ..., (b, n)."""
+        dims = slice(start, start + len(rows))
+        return np.take_along_axis(self.smoothed_density_[dims], _bin_index(rows, self.edges_[dims]), axis=1)
 
     def per_dimension_probability(self, Z: np.ndarray) -> np.ndarray:
-        """Smoothed bin probability of every value, (n, d)."""
-        return self._row_probability(_columns(self._check_input(Z))).T
+        """Bin probability of every value, (n, d)."""
+        Z = self._check_input(Z, as_float64=False)
+        return np.concatenate([self._probability(start, rows) for start, rows in _row_blocks(Z)]).T
 
     def score_samples(self, Z: np.ndarray) -> np.ndarray:
-        rows = _columns(self._check_input(Z))
-        p = (1.0 / self._row_probability(rows)) / self.inverse_norm_[:, None]     # (d, n)
-        return -np.log(p.max(0))
+        Z = self._check_input(Z, as_float64=False)
+        best = np.zeros(len(Z))
+        for start, rows in _row_blocks(Z):
+            norm = self.inverse_norm_[start:start + len(rows), None]
+            best = np.maximum(best, ((1.0 / self._probability(start, rows)) / norm).max(0))
+        return -np.log(best)
 
 
 class HistogramProductDensity(HistogramDensity):
@@ -112,18 +130,24 @@ class HistogramProductDensity(HistogramDensity):
     """
 
     def fit(self, Z: np.ndarray) -> "HistogramProductDensity":
-        rows = _columns(_check_latents(Z))
-        self.edges_, self.hist_density_ = _fit_histograms(rows, self.bins)
+        Z = _check_latents(Z, as_float64=False)
+        self._start_fit(Z.shape[1])
+        for start, rows in _row_blocks(Z):
+            self._fit_block(start, rows)
         counts = self.hist_density_ * np.diff(self.edges_, axis=1)                 # bin frequencies
         self.bin_frequency_ = counts / counts.sum(1, keepdims=True)
-        self.n_features_in_ = rows.shape[0]
         return self
 
-    def _row_probability(self, rows: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(self.bin_frequency_, _bin_index(rows, self.edges_), axis=1) + self.alpha
+    def _probability(self, start: int, rows: np.ndarray) -> np.ndarray:
+        dims = slice(start, start + len(rows))
+        return np.take_along_axis(self.bin_frequency_[dims], _bin_index(rows, self.edges_[dims]), axis=1) + self.alpha
 
     def score_samples(self, Z: np.ndarray) -> np.ndarray:
-        return np.log(self._row_probability(_columns(self._check_input(Z)))).sum(0)
+        Z = self._check_input(Z, as_float64=False)
+        total = np.zeros(len(Z))
+        for start, rows in _row_blocks(Z):
+            total += np.log(self._probability(start, rows)).sum(0)
+        return total
 
 
 class GaussianMixtureDensity(DensityEstimator):

@@ -437,3 +437,27 @@ def test_bad_arguments(tmp_path, arrays):
         load_dataset(path, image_size=0)
     with pytest.raises(DatasetError, match="max_pixels must be a positive integer"):
         load_dataset(path, max_pixels=-1)
+
+
+def _mapped_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssFile"))
+
+
+def test_mapped_pages_are_let_go_of_after_the_budget(tmp_path):
+    from audit.imagecache import MappedPages
+    array = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.uint8, shape=(4096, 32, 32, 3))
+    array[:] = 7
+    array.flush()
+    del array
+    images = np.load(tmp_path / "x.npy", mmap_mode="r")
+    row = 32 * 32 * 3
+    pages = MappedPages(images, budget_bytes=2 * row)
+    assert int(images.sum()) == 7 * images.size          # every page mapped: 12 MiB
+    mapped = _mapped_kib()
+    pages.read(1)                                         # under the budget: kept
+    assert _mapped_kib() >= mapped - 1024
+    pages.read(1)                                         # at the budget: let go of
+    assert _mapped_kib() <= mapped - 8 * 1024
+    assert int(images.sum()) == 7 * images.size          # and read again from the page cache
+    assert MappedPages(np.zeros((3, 4, 4, 3), np.uint8))._mapped is None   # in RAM: nothing to let go of
