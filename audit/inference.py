@@ -41,7 +41,7 @@ def predict(model: nn.Module, images: np.ndarray, device: torch.device, batch_si
         for start in tqdm(range(0, len(images), batch_size), desc="encoding", unit="batch", leave=False,
                           disable=not progress):
             x = to_tensor(images[start:start + batch_size], device)
-            pages.read(len(x))
+            pages.read(len(x), scattered=isinstance(images, _Rows))
             if hasattr(model, "encode"):
                 logit, mu, _ = model.encode(x)   # the log-variance is no one's: 400 MB kept for nothing at 1M
                 batch = {"logit": logit, "mu": mu}

@@ -445,14 +445,14 @@ def _mapped_kib() -> int:
 
 
 def test_mapped_pages_are_let_go_of_after_the_budget(tmp_path):
-    from audit.imagecache import MappedPages
+    from audit.imagecache import FAULT_AROUND_BYTES, MappedPages
     array = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.uint8, shape=(4096, 32, 32, 3))
     array[:] = 7
     array.flush()
     del array
     images = np.load(tmp_path / "x.npy", mmap_mode="r")
-    row = 32 * 32 * 3
-    pages = MappedPages(images, budget_bytes=2 * row)
+    # A 3 KiB row read on its own maps the 64 KiB around it: each counts that much.
+    pages = MappedPages(images, budget_bytes=2 * FAULT_AROUND_BYTES)
     assert int(images.sum()) == 7 * images.size          # every page mapped: 12 MiB
     mapped = _mapped_kib()
     pages.read(1)                                         # under the budget: kept
