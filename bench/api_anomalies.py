@@ -10,60 +10,81 @@ of the list), each requested repeatedly; p50 and p95 in milliseconds.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 from sqlalchemy import select
 
 from _server import DEFAULT_PG, drop_database, fresh_database, live_server, make_key, percentile
 
 
-def store_scores(url: str, owner_id: int, n: int) -> tuple[int, float]:
-    from api.db import make_engine, make_sessionmaker
-    from api.services.bulk import bulk_insert
-    from api.services.runners import SCORE_COLUMNS
-    from api.tables import Audit, AuditScore, Dataset, TrainedModel
-
+def synthetic_samples(n: int) -> tuple[pd.DataFrame, list[dict]]:
+    """An audit's samples frame (samples.csv's columns) of n rows and their attribute records."""
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, n)
-    log_density = rng.normal(size=n)
     weight = rng.random(n)
-    weight /= weight.sum()
     score = rng.standard_t(3, n)
     tones = np.array(["light", "medium", "dark"])[rng.choice(3, n, p=[0.5, 0.45, 0.05])]
+    samples = pd.DataFrame({"index": np.arange(n), "label": rng.integers(0, 2, n),
+                            "log_density": rng.normal(size=n), "sampling_weight": weight / weight.sum(),
+                            "anomaly_score": score, "is_anomaly": score > 3.5, "reconstruction_error": 0.05,
+                            "predicted_probability": 0.5, "subgroup": rng.integers(0, 12, n),
+                            "under_representation": rng.random(n)})
+    return samples, [{"skin_tone": str(t)} for t in tones]
+
+
+def store_scores(url: str, owner_id: int, samples: pd.DataFrame, records: list[dict],
+                 image_size: int = 64) -> tuple[int, float]:
+    """(audit id, seconds): the rows stored as the audit job stores them (bulk COPY, one transaction)."""
+    from api.db import make_engine, make_sessionmaker
+    from api.services.bulk import bulk_insert
+    from api.services.runners import SCORE_COLUMNS, score_rows
+    from api.tables import Audit, AuditScore, Dataset, TrainedModel
+
+    n, n_positive = len(samples), int(samples["label"].sum())
+    attributes = {name: dict(Counter(r[name] for r in records)) for name in (records[0] if records else {})}
     engine = make_engine(url)
     with make_sessionmaker(engine)() as session:
-        ds = Dataset(owner_id=owner_id, name="bench", file_format="npz", image_size=64, n_samples=n,
-                     n_positive=int(labels.sum()), n_negative=int(n - labels.sum()),
-                     attributes={"skin_tone": {"light": 1, "medium": 1, "dark": 1}}, problems=[], upload_bytes=0)
+        ds = Dataset(owner_id=owner_id, name="bench", file_format="npz", image_size=image_size, n_samples=n,
+                     n_positive=n_positive, n_negative=n - n_positive, attributes=attributes, problems=[],
+                     upload_bytes=0)
         session.add(ds)
         session.flush()
         model = TrainedModel(owner_id=owner_id, dataset_id=ds.id, method="dbvae", density="histogram",
-                             image_size=64, options={}, history=[], status="ready")
+                             image_size=image_size, options={}, history=[], status="ready")
         session.add(model)
         session.flush()
         audit = Audit(owner_id=owner_id, dataset_id=ds.id, model_id=model.id, options={}, status="pending")
         session.add(audit)
         session.commit()
         audit_id = audit.id
-        rows = ((audit_id, i, int(labels[i]), float(log_density[i]), float(weight[i]), float(score[i]),
-                 bool(score[i] > 3.5), 0.05, 0.5, {"skin_tone": str(tones[i])}) for i in range(n))
         started = time.perf_counter()
-        bulk_insert(session, AuditScore.__table__, SCORE_COLUMNS, rows)
+        bulk_insert(session, AuditScore.__table__, SCORE_COLUMNS, score_rows(audit_id, samples, records))
         audit.status, audit.n_samples, audit.report = "ready", n, {"anomalies": {"top": []}}
         session.commit()
         seconds = time.perf_counter() - started
-        # A cursor at 90% of the list, built from the row there (what page 18,000 would hand out).
+    engine.dispose()
+    return audit_id, seconds
+
+
+def deep_cursor(url: str, audit_id: int, n: int) -> str:
+    """A cursor at 90% of the anomaly list, built from the row there (what page 18,000 would hand out)."""
+    from api.db import make_engine, make_sessionmaker
+    from api.services.audits import encode_cursor
+    from api.tables import AuditScore
+
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as session:
         deep = session.execute(select(AuditScore.anomaly_score, AuditScore.sample_index)
                                .where(AuditScore.audit_id == audit_id)
                                .order_by(AuditScore.anomaly_score.desc(), AuditScore.sample_index.desc())
                                .offset(int(n * 0.9)).limit(1)).one()
     engine.dispose()
-    from api.services.audits import encode_cursor
-    return audit_id, seconds, encode_cursor("anomaly_score", deep[0], deep[1])
+    return encode_cursor("anomaly_score", deep[0], deep[1])
 
 
 def time_requests(client: httpx.Client, url: str, params: dict, repeat: int) -> list[float]:
@@ -89,7 +110,9 @@ def main() -> None:
     url = fresh_database(args.database_url, name)
     try:
         owner_id, key = make_key(url)
-        audit_id, seconds, deep_cursor = store_scores(url, owner_id, args.n)
+        samples, records = synthetic_samples(args.n)
+        audit_id, seconds = store_scores(url, owner_id, samples, records)
+        cursor = deep_cursor(url, audit_id, args.n)
         print(f"stored {args.n:,} score rows (COPY, one transaction, 3 indexes) in {seconds:.1f} s "
               f"({args.n / seconds:,.0f} rows/s)", flush=True)
         with tempfile.TemporaryDirectory() as tmp, live_server(url, Path(tmp)) as base:
@@ -97,7 +120,7 @@ def main() -> None:
             with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
                 path = f"/v1/audits/{audit_id}/anomalies"
                 cases = {"first page (limit 50)": {"limit": 50},
-                         "deep cursor page at 90% (limit 50)": {"limit": 50, "cursor": deep_cursor},
+                         "deep cursor page at 90% (limit 50)": {"limit": 50, "cursor": cursor},
                          "first page, label=1 & skin_tone:dark": {"limit": 50, "label": 1,
                                                                   "attribute": "skin_tone:dark"},
                          "samples by sampling_weight, first page": {"limit": 50}}

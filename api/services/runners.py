@@ -180,6 +180,14 @@ class TrainRunner:
         session.execute(update(TrainedModel).where(TrainedModel.id == job.payload["model_id"]).values(status=status))
 
 
+def score_rows(audit_id: int, samples, attribute_records: list[dict]):
+    """AuditScore rows in SCORE_COLUMNS order from an audit's samples frame (samples.csv's columns)."""
+    columns = [samples[c].tolist() for c in ("index", "label", "log_density", "sampling_weight", "anomaly_score",
+                                             "is_anomaly", "reconstruction_error", "predicted_probability",
+                                             "subgroup", "under_representation")]
+    return ((audit_id, *values, rec) for *values, rec in zip(*columns, attribute_records))
+
+
 class AuditRunner:
     kind = "audit"
 
@@ -202,10 +210,7 @@ class AuditRunner:
                                device=ctx.settings.device)
         ctx.report(92, f"storing {len(ds)} per-sample scores")
         s = result.samples
-        columns = [s[c].tolist() for c in ("index", "label", "log_density", "sampling_weight", "anomaly_score",
-                                           "is_anomaly", "reconstruction_error", "predicted_probability",
-                                           "subgroup", "under_representation")]
-        rows = ((audit.id, *values, rec) for *values, rec in zip(*columns, dataset_service.attribute_records(ds)))
+        rows = score_rows(audit.id, s, dataset_service.attribute_records(ds))
         with ctx.sessions() as session:
             job = _claimed_job(session, ctx)
             bulk_insert(session, AuditScore.__table__, SCORE_COLUMNS, rows)
