@@ -26,6 +26,7 @@ import mmap
 import os
 import tempfile
 import uuid
+import weakref
 import zipfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,13 +56,9 @@ DECODE_BATCH = 64  # image files per thread-pool task
 # Mapped pages of a memory-mapped image array count in the process's resident memory until unmapped: an
 # epoch over a million 32px images maps all 2.9 GiB. Readers let go of them after about this much.
 MAPPED_PAGES_BUDGET_BYTES = 256 << 20
-# What one scattered small row maps: the kernel maps the pages around a faulting one too (Linux's
-# fault_around_bytes, 64 KiB by default); counting a page a row let 1.5 GiB of a 2.9 GiB cache stay mapped.
-FAULT_AROUND_BYTES = 64 << 10
-
-
 class MappedPages:
-    """Lets go of a memory-mapped array's pages (MADV_DONTNEED) after each MAPPED_PAGES_BUDGET_BYTES read.
+    """Lets go of a memory-mapped array's pages (MADV_DONTNEED) after each MAPPED_PAGES_BUDGET_BYTES read in
+    order (forward passes, the cache's writer; scattered rows are read with RowReader).
 
     The pages stay in the kernel's page cache, shared and reclaimable, and the next read maps them again
     without touching the disk: resident memory stays flat in N. For an array in RAM it does nothing.
@@ -70,18 +67,46 @@ class MappedPages:
     def __init__(self, images: np.ndarray, budget_bytes: int = MAPPED_PAGES_BUDGET_BYTES):
         mapped = getattr(images, "_mmap", None)
         self._mapped = mapped if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_DONTNEED") else None
-        self._row_bytes = int(np.prod(images.shape[1:])) * images.itemsize
+        self._row_bytes = int(np.prod(images.shape[1:])) * images.itemsize if self._mapped is not None else 0
         self._budget, self._read = budget_bytes, 0
 
-    def read(self, n_rows: int, scattered: bool = True) -> None:
-        """Count n_rows just read (or written), scattered or one after the other; past the budget, unmap
-        every page of the array."""
+    def read(self, n_rows: int) -> None:
+        """Count n_rows just read (or written) in order; past the budget, unmap every page of the array."""
         if self._mapped is None:
             return
-        self._read += n_rows * (max(self._row_bytes, FAULT_AROUND_BYTES) if scattered else self._row_bytes)
+        self._read += n_rows * self._row_bytes
         if self._read >= self._budget:
             self._mapped.madvise(mmap.MADV_DONTNEED)
             self._read = 0
+
+
+class RowReader:
+    """images[indices] for scattered rows; from a memory-mapped .npy by positioned reads (os.preadv).
+
+    A read maps nothing, so the rows' pages never count in the process's memory: on a million-image cache
+    indexing the mapping faulted in whole large folios, ~400 KB for each 3 KB row, and an epoch of random
+    batches kept 1.5-2 GiB mapped whatever MappedPages let go of. Any other array is indexed as usual.
+    """
+
+    def __init__(self, images: np.ndarray):
+        self.images, self._fd = images, None
+        whole_file = isinstance(images, np.memmap) and isinstance(images.base, mmap.mmap) and images.filename
+        if whole_file and images.flags.c_contiguous and len(images):
+            self._fd = os.open(images.filename, os.O_RDONLY)
+            self._finalizer = weakref.finalize(self, os.close, self._fd)
+            self._row, self._offset = images.strides[0], images.offset
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """images[indices] as a new array (indices in any order; sorted ones read the file forwards)."""
+        if self._fd is None:
+            return self.images[indices]
+        out = np.empty((len(indices), *self.images.shape[1:]), dtype=self.images.dtype)
+        view = memoryview(out.reshape(len(indices), -1)).cast("B")
+        for j, i in enumerate(np.asarray(indices, dtype=np.int64).tolist()):
+            if os.preadv(self._fd, [view[j * self._row:(j + 1) * self._row]], self._offset + i * self._row) \
+                    != self._row:
+                raise DatasetError(f"{self.images.filename} ended before image {i}; the cache file is truncated")
+        return out
 
 
 def resolve_cache_dir(cache_dir: str | Path | None) -> Path | None:
@@ -286,7 +311,7 @@ def fill_from_chunks(chunks: Iterable[Any], out: np.ndarray, size: int) -> None:
         chunk = np.asarray(chunk)
         out[start : start + len(chunk)] = _fit_array_chunk(chunk, size)
         start += len(chunk)
-        pages.read(len(chunk), scattered=False)
+        pages.read(len(chunk))
     if start != len(out):
         raise DatasetError(f"the image array ended after {start} of {len(out)} images; the file is truncated")
 

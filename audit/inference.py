@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .imagecache import MappedPages
+from .imagecache import MappedPages, RowReader
 
 
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -36,12 +36,12 @@ def predict(model: nn.Module, images: np.ndarray, device: torch.device, batch_si
     was_training = model.training
     model.eval()
     parts: dict[str, list[np.ndarray]] = {}
-    pages = MappedPages(images.images if isinstance(images, _Rows) else images)
+    pages = MappedPages(images)   # scattered rows (_Rows) are read without mapping: nothing to let go of
     try:
         for start in tqdm(range(0, len(images), batch_size), desc="encoding", unit="batch", leave=False,
                           disable=not progress):
             x = to_tensor(images[start:start + batch_size], device)
-            pages.read(len(x), scattered=isinstance(images, _Rows))
+            pages.read(len(x))
             if hasattr(model, "encode"):
                 logit, mu, _ = model.encode(x)   # the log-variance is no one's: 400 MB kept for nothing at 1M
                 batch = {"logit": logit, "mu": mu}
@@ -60,13 +60,13 @@ class _Rows:
     """images[indices] read a slice at a time, without copying the whole selection."""
 
     def __init__(self, images: np.ndarray, indices: np.ndarray):
-        self.images, self.indices = images, indices
+        self.images, self.indices, self.reader = images, indices, RowReader(images)
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, rows: slice) -> np.ndarray:
-        return self.images[self.indices[rows]]
+        return self.reader.take(self.indices[rows])
 
 
 @torch.inference_mode()

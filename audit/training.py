@@ -16,7 +16,7 @@ from .dataset import ImageDataset
 from .density import ESTIMATORS
 from .errors import DebiasError, ModelError
 from .holdout import MAX_VAL_FRACTION, VAL_FRACTION, validation_metrics, validation_split
-from .imagecache import MappedPages
+from .imagecache import RowReader
 from .inference import predict, to_tensor
 from .mixing import GroupMixer
 from .models import ModelConfig, build_model, check_image_size, pick_device
@@ -151,14 +151,13 @@ class ImageSource:
         if images.nbytes <= max_resident_bytes:
             # A copy: torch wants writable memory and the cache is a read-only memmap.
             self.resident = torch.from_numpy(np.array(images)).to(device)
-        self.pages = MappedPages(images)
+        self.rows = RowReader(images)
 
     def batch(self, idx: np.ndarray) -> torch.Tensor:
         if self.resident is not None:
             return self.resident[torch.from_numpy(idx).to(self.device)].permute(0, 3, 1, 2).float().div_(255.0)
         order = np.argsort(idx)  # sorted reads are sequential on a memory-mapped cache
-        x = to_tensor(self.images[idx[order]], self.device)
-        self.pages.read(len(idx))
+        x = to_tensor(self.rows.take(idx[order]), self.device)
         return x[torch.from_numpy(np.argsort(order)).to(self.device)]
 
 

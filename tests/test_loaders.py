@@ -445,14 +445,13 @@ def _mapped_kib() -> int:
 
 
 def test_mapped_pages_are_let_go_of_after_the_budget(tmp_path):
-    from audit.imagecache import FAULT_AROUND_BYTES, MappedPages
+    from audit.imagecache import MappedPages
     array = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.uint8, shape=(4096, 32, 32, 3))
     array[:] = 7
     array.flush()
     del array
     images = np.load(tmp_path / "x.npy", mmap_mode="r")
-    # A 3 KiB row read on its own maps the 64 KiB around it: each counts that much.
-    pages = MappedPages(images, budget_bytes=2 * FAULT_AROUND_BYTES)
+    pages = MappedPages(images, budget_bytes=2 * 32 * 32 * 3)
     assert int(images.sum()) == 7 * images.size          # every page mapped: 12 MiB
     mapped = _mapped_kib()
     pages.read(1)                                         # under the budget: kept
@@ -461,3 +460,22 @@ def test_mapped_pages_are_let_go_of_after_the_budget(tmp_path):
     assert _mapped_kib() <= mapped - 8 * 1024
     assert int(images.sum()) == 7 * images.size          # and read again from the page cache
     assert MappedPages(np.zeros((3, 4, 4, 3), np.uint8))._mapped is None   # in RAM: nothing to let go of
+
+
+def test_scattered_rows_of_a_cache_are_read_without_mapping_them(tmp_path):
+    from audit.imagecache import RowReader
+    rng = np.random.default_rng(0)
+    array = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.uint8, shape=(4096, 32, 32, 3))
+    array[:] = rng.integers(0, 256, array.shape, dtype=np.uint8)
+    array.flush()
+    del array
+    images = np.load(tmp_path / "x.npy", mmap_mode="r")
+    mapped = _mapped_kib()
+    idx = rng.choice(len(images), 500, replace=False)
+    rows = RowReader(images).take(idx)
+    assert _mapped_kib() <= mapped + 256                    # 1.5 MiB read, none of it mapped
+    assert (rows == images[idx]).all() and rows.flags.writeable
+    in_ram = np.asarray(images[:10])
+    assert (RowReader(in_ram).take(np.array([3, 1])) == in_ram[[3, 1]]).all()   # any other array: indexed
+    view = images[5:]                                       # not the file's own array: indexed too
+    assert (RowReader(view).take(np.array([0, 2])) == images[[5, 7]]).all()
