@@ -35,7 +35,8 @@ def predict(model: nn.Module, images: np.ndarray, device: torch.device, batch_si
         return {k: v[inverse] for k, v in out.items()}
     was_training = model.training
     model.eval()
-    parts: dict[str, list[np.ndarray]] = {}
+    # Each output filled in place: batches kept and then concatenated would hold every value twice.
+    out: dict[str, np.ndarray] = {}
     pages = MappedPages(images)   # scattered rows (_Rows) are read without mapping: nothing to let go of
     try:
         for start in tqdm(range(0, len(images), batch_size), desc="encoding", unit="batch", leave=False,
@@ -50,10 +51,13 @@ def predict(model: nn.Module, images: np.ndarray, device: torch.device, batch_si
             else:
                 batch = model(x)
             for k, v in batch.items():
-                parts.setdefault(k, []).append(v.float().cpu().numpy())
+                v = v.float().cpu().numpy()
+                if k not in out:
+                    out[k] = np.empty((len(images), *v.shape[1:]), dtype=v.dtype)
+                out[k][start:start + len(v)] = v
     finally:
         model.train(was_training)
-    return {k: np.concatenate(v) for k, v in parts.items()}
+    return out
 
 
 class _Rows:
