@@ -56,6 +56,8 @@ DECODE_BATCH = 64  # image files per thread-pool task
 # Mapped pages of a memory-mapped image array count in the process's resident memory until unmapped: an
 # epoch over a million 32px images maps all 2.9 GiB. Readers let go of them after about this much.
 MAPPED_PAGES_BUDGET_BYTES = 256 << 20
+
+
 class MappedPages:
     """Lets go of a memory-mapped array's pages (MADV_DONTNEED) after each MAPPED_PAGES_BUDGET_BYTES read in
     order (forward passes, the cache's writer; scattered rows are read with RowReader).

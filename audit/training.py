@@ -151,7 +151,7 @@ class ImageSource:
         if images.nbytes <= max_resident_bytes:
             # A copy: torch wants writable memory and the cache is a read-only memmap.
             self.resident = torch.from_numpy(np.array(images)).to(device)
-        self.rows = RowReader(images)
+        self.rows = RowReader(images) if self.resident is None else None
 
     def batch(self, idx: np.ndarray) -> torch.Tensor:
         if self.resident is not None:
