@@ -61,7 +61,7 @@ def subgroup_directions(mu: np.ndarray, labels: np.ndarray, subgroup_ids: np.nda
             members = ids == sg["id"]
             rest = in_class & ~members
             feature = _direction(mu, members, class_sum, class_n)
-            if feature is None or not rest.any():
+            if feature is None:   # no rest of the class, or the means coincide
                 continue
             direction, projection = feature
             p_class, p_sub, p_rest = projection[in_class], projection[members], projection[rest]

@@ -21,9 +21,10 @@ import pandas as pd
 
 from .dataset import ImageDataset
 from .errors import DatasetError, DebiasError
+from .limits import MAX_ZIP_BYTES
 from .loaders import MANIFEST, load_dataset
 from .loaders.common import is_junk
-from .untrusted import MAX_ZIP_BYTES, Limits
+from .untrusted import Limits
 
 FORMATS = (".zip", ".npz")
 # Formats that are already compressed: stored as they are (deflating them costs time and saves nothing).

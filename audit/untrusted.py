@@ -18,14 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DatasetError
-from .limits import (  # noqa: F401 (re-exported)
-    MAX_DECODED_BYTES,
-    MAX_EXPANSION,
-    MAX_PIXELS,
-    MAX_SAMPLES,
-    MAX_ZIP_BYTES,
-    MAX_ZIP_ENTRIES,
-)
+from .limits import MAX_DECODED_BYTES, MAX_EXPANSION, MAX_PIXELS, MAX_SAMPLES, MAX_ZIP_BYTES, MAX_ZIP_ENTRIES
 
 # Compression ratios are judged only above this size: a tiny array or file
 # (all-zero labels, a short CSV) can honestly compress a thousandfold.

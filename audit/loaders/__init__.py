@@ -26,15 +26,8 @@ import numpy as np
 from ..dataset import ImageDataset
 from ..errors import DatasetError
 from ..imagecache import cache_key, load_cached, resolve_cache_dir
-from ..untrusted import (
-    MAX_DECODED_BYTES,
-    MAX_EXPANSION,
-    MAX_PIXELS,
-    MAX_SAMPLES,
-    MAX_ZIP_BYTES,
-    MAX_ZIP_ENTRIES,
-    Limits,
-)
+from ..limits import MAX_DECODED_BYTES, MAX_EXPANSION, MAX_PIXELS, MAX_SAMPLES, MAX_ZIP_BYTES, MAX_ZIP_ENTRIES
+from ..untrusted import Limits
 from .arrays import load_h5, load_npz
 from .common import FORMATS_HINT, MANIFEST, RESERVED_ATTRIBUTES, Request, positive_not_applicable
 from .folders import load_folder_request
