@@ -89,41 +89,65 @@ def test_the_adversarial_decoder_trains_its_discriminator_apart(tiny_dataset, tm
         ModelConfig(decoder="adversarial", adversarial_weight=float("nan"))
 
 
-def test_the_decoder_step_leaves_the_discriminator_alone():
+def test_the_adversarial_step_gives_each_part_its_own_gradient():
+    import copy
+
     import torch
 
-    from audit.models import ModelConfig, adversarial_losses, build_model, dbvae_loss
+    from audit.models import ModelConfig, adversarial_losses, adversarial_rows, build_model, dbvae_loss
     from audit.steps import adversarial_step
     torch.manual_seed(0)
     cfg = ModelConfig(decoder="adversarial", image_size=16, latent_dim=8, n_filters=4, dense_units=32)
     model = build_model(cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    reference = copy.deepcopy(model)
     x, y = torch.rand(6, 3, 16, 16), torch.tensor([1, 0, 1, 0, 1, 0])
-    out = model(x)
-    parts = dbvae_loss(out, x, y, cfg.kl_weight)
-    disc = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
-    calls = []
+    rows = adversarial_rows(model, y)
+    assert rows.tolist() == [0, 2, 4]
+
+    def losses(net):
+        torch.manual_seed(1)  # the same noise and prior draws for both
+        out = net(x, fake_rows=rows)
+        return dbvae_loss(out, x, y, cfg.kl_weight), *adversarial_losses(net, out, x, rows)
+    # Expected: the discriminator's gradient from its loss alone, every other parameter's from the model's
+    # loss plus the weighted adversarial term alone.
+    parts, g_loss, d_loss = losses(reference)
+    disc = list(reference.discriminator.parameters())
+    others = [p for name, p in reference.named_parameters() if not name.startswith("discriminator.")]
+    expected = list(torch.autograd.grad(parts["loss"] + cfg.adversarial_weight * g_loss, others,
+                                        retain_graph=True, allow_unused=True))
+    expected += list(torch.autograd.grad(d_loss, disc))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    seen = []
     real_step = optimizer.step
 
     def spy():
-        calls.append({k: v.clone() for k, v in model.discriminator.state_dict().items()})
+        seen.append([None if p.grad is None else p.grad.clone() for p in model.parameters()])
         real_step()
     optimizer.step = spy
-    adversarial_step(model, optimizer, parts, *adversarial_losses(model, out, x, y), cfg.adversarial_weight)
-    # Before the second step (the discriminator's), its weights are still the initial ones.
-    assert all(torch.equal(calls[1][k], disc[k]) for k in disc)
-    assert any(not torch.equal(model.discriminator.state_dict()[k], disc[k]) for k in disc)
+    adversarial_step(model, optimizer, *losses(model), cfg.adversarial_weight)
+    assert len(seen) == 1
+    names = [n for n, _ in model.named_parameters()]
+    got = dict(zip(names, seen[0]))
+    ordered = ([got[n] for n in names if not n.startswith("discriminator.")]
+               + [got[n] for n in names if n.startswith("discriminator.")])
+    for want, have in zip(expected, ordered, strict=True):
+        assert (want is None) == (have is None)
+        if want is not None:
+            assert torch.allclose(want, have, atol=1e-6)
+    assert any(g is not None and g.abs().sum() > 0 for n, g in got.items() if n.startswith("discriminator."))
 
 
 def test_the_adversarial_term_reaches_the_decoder_only():
     import torch
 
-    from audit.models import ModelConfig, adversarial_losses, build_model
+    from audit.models import ModelConfig, adversarial_losses, adversarial_rows, build_model
     torch.manual_seed(0)
     model = build_model(ModelConfig(decoder="adversarial", image_size=16, latent_dim=8, n_filters=4, dense_units=32))
     x, y = torch.rand(6, 3, 16, 16), torch.tensor([1, 0, 1, 0, 1, 0])
-    g_loss, _ = adversarial_losses(model, model(x), x, y)
+    rows = adversarial_rows(model, y)
+    g_loss, _ = adversarial_losses(model, model(x, fake_rows=rows), x, rows)
     g_loss.backward()
     # The latent space the audit reads is left to the classifier's and the VAE's losses.
-    assert all(p.grad is None for p in model.encoder.parameters())
+    # (The fakes share the reconstructions' decoder call, so the encoder may get a gradient: exactly zero.)
+    assert all(p.grad is None or not p.grad.any() for p in model.encoder.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
