@@ -107,11 +107,18 @@ def train_set(dataset, out_dir: str | Path, model_cfg, train_cfg, seeds: list[in
               progress: bool = True, callback=None, log=None, exclude=None, choose_schedule: bool = False) -> dict:
     """Train one model per seed into OUT/seed-N (audit.pipeline.train_model), then write the manifest.
 
-    Returns {seed: TrainResult}. With `resume`, members already trained are continued (a finished
-    member is left as it is), the others started; the seeds must be those of an existing manifest.
+    On a CPU with several cores the members train side by side, one process each (audit/memberpool.py),
+    unless a `callback` must see their progress. Returns {seed: TrainResult}. With `resume`, members already
+    trained are continued (a finished member is left as it is), the others started; the seeds must be those
+    of an existing manifest.
     `exclude` (audit.reviews.Exclusion) leaves the same samples out of every member.
     """
+    from . import distributed
+    from .checkpoint import load_model
+    from .memberpool import ENV, member_processes, train_side_by_side
+    from .models import pick_device
     from .pipeline import check_new_model_dir, train_model
+    from .training import TrainResult
     seeds = parse_seeds(",".join(map(str, seeds)))
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -120,15 +127,32 @@ def train_set(dataset, out_dir: str | Path, model_cfg, train_cfg, seeds: list[in
     if resume and is_model_set(out_dir) and read_manifest(out_dir)["seeds"] != seeds:
         raise DebiasError(f"{out_dir} is a model set of seeds {read_manifest(out_dir)['seeds']}, not {seeds}; "
                           f"resume with the same --seeds or choose a new --out")
-    results = {}
-    for i, seed in enumerate(seeds):
+    jobs = {}
+    for seed in seeds:
         member = out_dir / member_name(seed)
-        if log:
-            log(f"seed {seed} ({i + 1} of {len(seeds)}) -> {member}")
         again = resume and (member / "checkpoints").is_dir() and any((member / "checkpoints").iterdir())
-        results[seed] = train_model(dataset, member, model_cfg, replace(train_cfg, seed=seed), resume=again,
-                                    progress=progress, callback=callback, exclude=exclude,
-                                    choose_schedule=choose_schedule)
+        jobs[seed] = dict(dataset=dataset, member=member, model_cfg=model_cfg,
+                          train_cfg=replace(train_cfg, seed=seed), resume=again, exclude=exclude,
+                          choose_schedule=choose_schedule)
+    processes = member_processes(len(seeds), pick_device(train_cfg.device).type, dataset.images.nbytes,
+                                 one_process_only=callback is not None or distributed.current() is not None)
+    if processes > 1:
+        if log:
+            log(f"seeds {', '.join(map(str, seeds))}: {processes} at a time, side by side in processes "
+                f"(set {ENV}=1 for one after another)")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        trained = train_side_by_side(jobs, processes)
+        device = pick_device(train_cfg.device)
+        results = {seed: TrainResult(load_model(jobs[seed]["member"], device)[0], *trained[seed]) for seed in seeds}
+    else:
+        results = {}
+        for i, seed in enumerate(seeds):
+            job = jobs[seed]
+            if log:
+                log(f"seed {seed} ({i + 1} of {len(seeds)}) -> {job['member']}")
+            results[seed] = train_model(job["dataset"], job["member"], model_cfg, job["train_cfg"],
+                                        resume=job["resume"], progress=progress, callback=callback,
+                                        exclude=exclude, choose_schedule=choose_schedule)
     from . import __version__
     write_json(out_dir / MANIFEST, {"seeds": seeds, "members": [member_name(s) for s in seeds],
                                     "method": model_cfg.method, "version": __version__})

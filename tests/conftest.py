@@ -1,6 +1,7 @@
 """Tiny synthetic data shared by the tests: 16x16 images, a few dozen samples."""
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import numpy as np
@@ -19,6 +20,9 @@ def pytest_terminal_summary(terminalreporter):
 
 
 SIZE = 16
+# Model sets train their members one after another in the tests: spawning a process per member would cost
+# seconds each (importing torch) on tiny data; tests/test_modelset.py covers the side-by-side path.
+os.environ.setdefault("DEBIAS_MEMBER_PROCESSES", "1")
 
 
 @pytest.fixture(scope="session")

@@ -176,3 +176,50 @@ def test_set_predictions_must_match_the_manifest(capsys, tmp_path):
     frame.iloc[:200].to_csv(csv, index=False)  # one member's block lost
     code, _, err = run(capsys, "compare", path, path, "--names", "x,y")
     assert code == 2 and "200 rows for 200 samples x 2 seeds" in err and len(err.strip().splitlines()) == 1
+
+
+def test_members_side_by_side_train_as_they_would_one_after_another(monkeypatch, tmp_path, tiny_dataset):
+    import torch
+
+    from audit.checkpoint import load_model
+    from audit.models import ModelConfig
+    from audit.modelset import train_set
+    from audit.training import TrainConfig
+    model_cfg = ModelConfig(method="dbvae", image_size=16, latent_dim=4, n_filters=4, dense_units=16)
+    train_cfg = TrainConfig(epochs=1, batch_size=8, device="cpu", error_upweight=0.0, val_fraction=0.0)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)   # one thread per member process, as below
+    monkeypatch.setenv("DEBIAS_MEMBER_PROCESSES", "2")
+    logged = []
+    side = train_set(tiny_dataset, tmp_path / "side", model_cfg, train_cfg, [0, 1], progress=False,
+                     log=logged.append)
+    assert "2 at a time, side by side in processes" in logged[0]
+    monkeypatch.setenv("DEBIAS_MEMBER_PROCESSES", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = train_set(tiny_dataset, tmp_path / "alone", model_cfg, train_cfg, [0, 1], progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    for seed in (0, 1):
+        assert side[seed].history[-1]["loss"] == pytest.approx(alone[seed].history[-1]["loss"], rel=1e-6)
+        a = load_model(tmp_path / "side" / f"seed-{seed}")[0].state_dict()
+        b = load_model(tmp_path / "alone" / f"seed-{seed}")[0].state_dict()
+        assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    assert is_model_set(tmp_path / "side") and [s for s, _ in members(tmp_path / "side")] == [0, 1]
+
+
+def test_how_many_members_train_at_once(monkeypatch):
+    from audit.memberpool import MAX_COPIED_BYTES, member_processes
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    monkeypatch.delenv("DEBIAS_MEMBER_PROCESSES", raising=False)
+    assert member_processes(3, "cpu", 1000, one_process_only=False) == 3
+    assert member_processes(8, "cpu", 1000, one_process_only=False) == 4
+    assert member_processes(3, "cuda", 1000, one_process_only=False) == 1
+    assert member_processes(3, "cpu", 1000, one_process_only=True) == 1
+    assert member_processes(3, "cpu", MAX_COPIED_BYTES // 2, one_process_only=False) == 1
+    monkeypatch.setenv("DEBIAS_MEMBER_PROCESSES", "2")
+    assert member_processes(3, "cpu", 1000, one_process_only=False) == 2
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("DEBIAS_MEMBER_PROCESSES", bad)
+        with pytest.raises(DebiasError, match="DEBIAS_MEMBER_PROCESSES must be a positive whole number"):
+            member_processes(3, "cpu", 1000, one_process_only=False)
