@@ -3,7 +3,8 @@
 Small convolutions split poorly across threads: on the 2-core development machine a 64px DB-VAE step ran
 at 1,187 samples/s on 2 threads and 783 on 1, and two 1-thread processes together reached 1,551 (the
 standard classifier: 1,781 on 2 threads, 3,280 for two 1-thread processes; bench/member_processes.py). So
-k members on cores/k threads each finish sooner than one after another on every core.
+k members on cores/k threads each finish sooner than one after another on every core, once there is
+enough work to repay starting the processes (MIN_WORK).
 
 Each member is trained exactly as `train_model` trains it alone; only its thread count differs from a
 sequential run, which changes float summation order (not the method, nor the seed's random streams).
@@ -34,14 +35,29 @@ def requested_processes() -> int | None:
     return value
 
 
-def member_processes(n_members: int, device_type: str, image_bytes: int, one_process_only: bool) -> int:
-    """How many members to train at once: the cores (or DEBIAS_MEMBER_PROCESSES), at most one per member,
+# A spawned process costs ~5 s before it trains (importing torch and the pipeline, copying the data), and
+# side by side trains ~1.4x faster: below this much work a member (epochs x images x (side / 32)^2, in 32px
+# images) is done sooner one after another (bench/member_processes.py: 2 seeds of 2 epochs on 3,000 64px
+# images took 0.49-0.83x as long one after another).
+MIN_WORK = 60_000
+
+
+def member_work(epochs: int, n_images: int, image_size: int) -> float:
+    return epochs * n_images * (image_size / 32) ** 2
+
+
+def member_processes(n_members: int, device_type: str, image_bytes: int, one_process_only: bool,
+                     work: float = float("inf")) -> int:
+    """How many members to train at once: the cores (or DEBIAS_MEMBER_PROCESSES), at most one per member;
     1 on a GPU (one device, already busy with one model), when progress must reach a caller (a service
-    job's callback) or a distributed run is under way, or when the copies would not fit MAX_COPIED_BYTES."""
+    job's callback) or a distributed run is under way, when the copies would not fit MAX_COPIED_BYTES, or,
+    unless DEBIAS_MEMBER_PROCESSES asks, when a member's `work` is under MIN_WORK."""
     cores = os.cpu_count() or 1
-    wanted = requested_processes() or cores
-    k = min(wanted, n_members, cores)
+    requested = requested_processes()
+    k = min(requested or cores, n_members, cores)
     if k < 2 or device_type != "cpu" or one_process_only or image_bytes * k > MAX_COPIED_BYTES:
+        return 1
+    if requested is None and work < MIN_WORK:
         return 1
     return k
 

@@ -115,7 +115,7 @@ def train_set(dataset, out_dir: str | Path, model_cfg, train_cfg, seeds: list[in
     """
     from . import distributed
     from .checkpoint import load_model
-    from .memberpool import ENV, member_processes, train_side_by_side
+    from .memberpool import ENV, member_processes, member_work, train_side_by_side
     from .models import pick_device
     from .pipeline import check_new_model_dir, train_model
     from .training import TrainResult
@@ -135,7 +135,8 @@ def train_set(dataset, out_dir: str | Path, model_cfg, train_cfg, seeds: list[in
                           train_cfg=replace(train_cfg, seed=seed), resume=again, exclude=exclude,
                           choose_schedule=choose_schedule)
     processes = member_processes(len(seeds), pick_device(train_cfg.device).type, dataset.images.nbytes,
-                                 one_process_only=callback is not None or distributed.current() is not None)
+                                 one_process_only=callback is not None or distributed.current() is not None,
+                                 work=member_work(train_cfg.epochs, len(dataset), dataset.image_size))
     if processes > 1:
         if log:
             log(f"seeds {', '.join(map(str, seeds))}: {processes} at a time, side by side in processes "

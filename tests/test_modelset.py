@@ -209,7 +209,7 @@ def test_members_side_by_side_train_as_they_would_one_after_another(monkeypatch,
 
 
 def test_how_many_members_train_at_once(monkeypatch):
-    from audit.memberpool import MAX_COPIED_BYTES, member_processes
+    from audit.memberpool import MAX_COPIED_BYTES, MIN_WORK, member_processes, member_work
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     monkeypatch.delenv("DEBIAS_MEMBER_PROCESSES", raising=False)
     assert member_processes(3, "cpu", 1000, one_process_only=False) == 3
@@ -217,8 +217,13 @@ def test_how_many_members_train_at_once(monkeypatch):
     assert member_processes(3, "cuda", 1000, one_process_only=False) == 1
     assert member_processes(3, "cpu", 1000, one_process_only=True) == 1
     assert member_processes(3, "cpu", MAX_COPIED_BYTES // 2, one_process_only=False) == 1
+    # Too little work to repay starting the processes, unless asked for.
+    small = member_work(epochs=2, n_images=3000, image_size=64)
+    assert small < MIN_WORK and member_processes(3, "cpu", 1000, one_process_only=False, work=small) == 1
+    assert member_processes(3, "cpu", 1000, one_process_only=False, work=member_work(6, 6000, 64)) == 3
     monkeypatch.setenv("DEBIAS_MEMBER_PROCESSES", "2")
     assert member_processes(3, "cpu", 1000, one_process_only=False) == 2
+    assert member_processes(3, "cpu", 1000, one_process_only=False, work=small) == 2
     for bad in ("0", "two", "-1"):
         monkeypatch.setenv("DEBIAS_MEMBER_PROCESSES", bad)
         with pytest.raises(DebiasError, match="DEBIAS_MEMBER_PROCESSES must be a positive whole number"):
