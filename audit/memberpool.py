@@ -1,8 +1,9 @@
 """A model set's members trained side by side, one process each, on a CPU's cores.
 
 Small convolutions split poorly across threads: on the 2-core development machine a 64px DB-VAE step ran
-at 1,187 samples/s on 2 threads and 783 on 1, and two 1-thread processes together reached 1,551 (the
-standard classifier: 1,781 on 2 threads, 3,280 for two 1-thread processes; bench/member_processes.py). So
+at 1,091-1,144 samples/s on 2 threads and 740-751 on 1, and two 1-thread processes together reached
+1,501-1,543 (the standard classifier: 2,212-2,278 on 2 threads, 3,346-3,361 for two 1-thread processes;
+bench/out/member_processes.txt). So
 k members on cores/k threads each finish sooner than one after another on every core, once there is
 enough work to repay starting the processes (MIN_WORK).
 
