@@ -365,8 +365,8 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
 def one_process_only(model_cfg: ModelConfig, cfg: TrainConfig, choose_schedule: bool = False) -> str | None:
     """Why this run cannot be split across processes (a one-line refusal), or None when it can."""
     if model_cfg.decoder == "adversarial":
-        return ("the adversarial decoder trains in one process only (its discriminator takes a second "
-                "step per batch); drop --nproc or use --decoder plain")
+        return ("the adversarial decoder trains in one process only (its discriminator's gradient is taken "
+                "outside DDP's averaged backward); drop --nproc or use --decoder plain")
     if cfg.mix_groups:
         return "mix_groups trains in one process only; drop --nproc or --mix-groups"
     if choose_schedule:
