@@ -20,6 +20,7 @@ from .density import ESTIMATORS
 from .errors import DebiasError
 from .features import subgroup_directions
 from .inference import predict
+from .local_outliers import local_outlier_factor
 from .projection import latent_map, pca_2d
 from .sampling import (
     CLASS_NAMES,
@@ -29,7 +30,12 @@ from .sampling import (
     effective_sample_fraction,
     per_class_log_density,
 )
-from .subgroups import SubgroupFinder, classification_loss, summarise_subgroups, under_representation
+from .subgroups import (
+    SubgroupFinder,
+    classification_loss,
+    summarise_subgroups,
+    under_representation,
+)
 from .verdict import build_verdict
 
 ANOMALY_ON = ("both", "density", "reconstruction")
@@ -169,7 +175,10 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
     score = anomaly_scores(log_density, recon_error, labels, cfg.anomaly_on)
     flagged, cutoffs = flag_anomalies(score, labels, cfg.anomaly_threshold, cfg.anomaly_tail)
     loss = classification_loss(logit, labels)[0] if logit is not None else None
-    under = under_representation(log_density, labels, loss=loss, errors=errors)
+    # Rarity by local outlier factor, not the sampling density: the minority often sits at the edge of a
+    # majority cluster rather than in a sparse region of its own (audit/local_outliers.py).
+    under = under_representation(log_density, labels, loss=loss, errors=errors,
+                                 local=local_outlier_factor(mu, labels))
     finder = SubgroupFinder(max_k=cfg.max_subgroups, min_size=cfg.min_subgroup_size).fit(mu, labels, errors)
 
     samples = pd.DataFrame({"index": np.arange(len(labels)), "label": labels, "log_density": log_density,
@@ -192,7 +201,7 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
     discovery = finder.summary()
     # The final loss counts only where there is no early error set (see subgroups.under_representation).
     error_signal = ["error_set"] if errors is not None else ["loss"] if loss is not None else []
-    discovery["under_representation_signals"] = ["density", *error_signal]
+    discovery["under_representation_signals"] = ["local_outlier_factor", *error_signal]
     report = {
         "summary": {"n_samples": int(len(labels)),
                     "class_counts": {CLASS_NAMES[c]: int((labels == c).sum()) for c in (1, 0)},
@@ -281,7 +290,10 @@ def attribute_relations(mu: np.ndarray, labels: np.ndarray, attributes: pd.DataF
 def representation(samples: pd.DataFrame, labels: np.ndarray, attributes: pd.DataFrame) -> list[dict]:
     """Per attribute value and class: count, share (with its 95% Wilson interval), mean weight (relative to
     uniform), mean density."""
-    from .stats import as_interval, wilson_interval  # local: this function is the only user in this module
+    from .stats import (  # local: this function is the only user in this module
+        as_interval,
+        wilson_interval,
+    )
 
     out = []
     for name in attributes.columns:

@@ -220,10 +220,12 @@ def _percentile(x: np.ndarray) -> np.ndarray:
 
 
 def under_representation(log_density: np.ndarray, labels: np.ndarray, loss: np.ndarray | None = None,
-                         errors: np.ndarray | None = None) -> np.ndarray:
+                         errors: np.ndarray | None = None, local: np.ndarray | None = None) -> np.ndarray:
     """Per sample, higher = more under-represented; in (0, 1], a within-class percentile scale.
 
-    Within each class:  rarity = percentile rank of -log_density;  the error
+    Within each class:  rarity = percentile rank of the local outlier factor
+    `local` when given (the audit's: audit/local_outliers.py), else of
+    -log_density;  the error
     signal = the error flag (1 = an early snapshot of the model misclassified
     it: JTT's error set) when the training left one, else the percentile rank
     of the final model's loss.  The score is the mean of rarity and the error
@@ -237,7 +239,7 @@ def under_representation(log_density: np.ndarray, labels: np.ndarray, loss: np.n
     labels = np.asarray(labels)
     rarity_source = -np.asarray(log_density, dtype=np.float64)
     extra = {}
-    for name, values in (("loss", loss), ("errors", errors)):
+    for name, values in (("loss", loss), ("errors", errors), ("local", local)):
         if values is not None:
             values = np.asarray(values, dtype=np.float64)
             if values.shape != labels.shape:
@@ -246,6 +248,8 @@ def under_representation(log_density: np.ndarray, labels: np.ndarray, loss: np.n
             if not np.isfinite(values).all():
                 raise DebiasError(f"{name} has NaN or infinite values; pass finite numbers")
             extra[name] = values
+    if "local" in extra:
+        rarity_source = extra["local"]
     score = np.empty(len(labels))
     for cls in np.unique(labels):
         m = labels == cls

@@ -217,7 +217,7 @@ def test_audit_latents_adds_columns_and_ranked_subgroups(rng):
     assert first["enriched"][0]["attribute"] == "tone" and first["enriched"][0]["value"] == "dark"
     assert first["enriched"][0]["precision"] == 1.0 and first["enriched"][0]["recall"] == 1.0
     assert (result.samples["subgroup"][rare.nonzero()[0]] == first["id"]).all()
-    assert result.report["subgroup_discovery"]["under_representation_signals"] == ["density", "loss"]
+    assert result.report["subgroup_discovery"]["under_representation_signals"] == ["local_outlier_factor", "loss"]
     assert list(result.report)[:2] == ["summary", "subgroups"]
     summary = summarise_audit(result.report, "out")
     assert "\n  subgroup" in summary
@@ -257,7 +257,8 @@ def test_debias_audit_writes_subgroups(capsys, tmp_path, tiny_npz):
     for sg in subgroups:
         assert 0 <= sg["error_rate"] <= 1 and sg["grid"] == f"subgroup_{sg['id']}.png"
         assert Image.open(out_dir / sg["grid"]).size[0] > 100
-    assert report["subgroup_discovery"]["under_representation_signals"] == ["density", "error_set"]  # the final loss is not used beside it
+    # the final loss is not used beside the error set
+    assert report["subgroup_discovery"]["under_representation_signals"] == ["local_outlier_factor", "error_set"]
 
     np.save(model / "error_set.npy", np.ones(7))                              # another dataset's: left out
     assert main(["audit", str(tiny_npz), "--model", str(model), "--out", str(out_dir), "--no-figures", "--force"]) == 0
