@@ -186,6 +186,8 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     p.add_argument("--epochs", type=_positive_int, default=6, help="passes over the training data")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="samples per training step")
     p.add_argument("--lr", type=_finite_float, default=5e-4, help="Adam learning rate")
+    p.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
+                   help="cosine: the rate decays from --lr over the epochs (default); constant: as the 6.S191 lab")
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=0, help="seed of initialisation and sampling (reproducible runs)")
     seeds.add_argument("--seeds", metavar="S,S,...",
@@ -423,7 +425,8 @@ def cmd_train(args) -> None:
     model_cfg = ModelConfig(method=args.method, image_size=args.image_size, latent_dim=args.latent_dim,
                             kl_weight=args.kl_weight, decoder=args.decoder,
                             adversarial_weight=args.adversarial_weight)
-    train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+    train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                            lr_schedule=args.lr_schedule, seed=args.seed,
                             density=args.density, density_params=_density_params(args),
                             reweight=args.reweight, strength=args.strength,
                             min_effective_fraction=args.min_effective_fraction,

@@ -49,7 +49,7 @@ from audit.report import AuditConfig
 from audit.training import TrainConfig
 
 _REAL_EPOCH_BATCHES = training.epoch_batches
-LAB = dict(density="histogram", reweight="positive", strength=1.0, min_effective_fraction=0.0)
+LAB = dict(density="histogram", reweight="positive", strength=1.0, min_effective_fraction=0.0, lr_schedule="constant")
 
 
 DEFAULT_METHODS = ["standard", "lab-dbvae", "jtt", "jtt-geometric", "default", "dbvae-constant", "dbvae-geometric",

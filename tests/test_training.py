@@ -9,9 +9,9 @@ import audit.training as training
 from audit import __version__
 from audit.checkpoint import checkpoint_path, load_model
 from audit.errors import DebiasError, ModelError
+from audit.holdout import VAL_FRACTION, validation_split
 from audit.models import ModelConfig
 from audit.pipeline import train_model
-from audit.holdout import VAL_FRACTION, validation_split
 from audit.training import TrainConfig, epoch_batches
 
 SIZE = 16  # as in conftest.tiny_dataset
@@ -285,3 +285,28 @@ def test_error_aware_defaults_per_method():
     assert default_error_options("dbvae", 6, error_upweight=0.0) == {"error_upweight": 0.0, "mix_groups": 0.0} | gated
     assert default_error_options("standard", 6, 20.0, 0.25, error_schedule="geometric") == {
         "error_upweight": 20.0, "mix_groups": 0.25, "error_schedule": "geometric"}
+
+
+def test_the_learning_rate_decays_by_epoch_unless_constant():
+    import math
+
+    from audit.training import epoch_lr
+    cosine = TrainConfig(epochs=6, lr=1e-3)
+    assert cosine.lr_schedule == "cosine"
+    rates = [epoch_lr(cosine, e) for e in range(1, 7)]
+    assert rates[0] == pytest.approx(1e-3) and rates[3] == pytest.approx(5e-4)
+    assert rates[-1] == pytest.approx(1e-3 * (1 + math.cos(math.pi * 5 / 6)) / 2)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert {epoch_lr(TrainConfig(epochs=6, lr=1e-3, lr_schedule="constant"), e) for e in range(1, 7)} == {1e-3}
+    with pytest.raises(DebiasError, match="unknown learning-rate schedule 'linear'; choose one of cosine, constant"):
+        TrainConfig(lr_schedule="linear")
+
+
+def test_training_steps_at_each_epochs_rate(tmp_path, tiny_dataset):
+    from audit.training import epoch_lr, train
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, device="cpu", val_fraction=0.0)
+    result = train(tiny_dataset, ModelConfig(method="standard", image_size=16, n_filters=4, dense_units=16), cfg,
+                   tmp_path / "m", progress=False)
+    assert len(result.history) == 2
+    state = torch.load(tmp_path / "m" / "checkpoints" / "epoch-0002.pt", weights_only=True)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(epoch_lr(cfg, 2)) == pytest.approx(5e-4)
