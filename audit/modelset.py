@@ -134,7 +134,8 @@ def train_set(dataset, out_dir: str | Path, model_cfg, train_cfg, seeds: list[in
         jobs[seed] = dict(dataset=dataset, member=member, model_cfg=model_cfg,
                           train_cfg=replace(train_cfg, seed=seed), resume=again, exclude=exclude,
                           choose_schedule=choose_schedule)
-    processes = member_processes(len(seeds), pick_device(train_cfg.device).type, dataset.images.nbytes,
+    device = pick_device(train_cfg.device)
+    processes = member_processes(len(seeds), device.type, dataset.images.nbytes,
                                  one_process_only=callback is not None or distributed.current() is not None,
                                  work=member_work(train_cfg.epochs, len(dataset), dataset.image_size))
     if processes > 1:
@@ -143,7 +144,6 @@ def train_set(dataset, out_dir: str | Path, model_cfg, train_cfg, seeds: list[in
                 f"(set {ENV}=1 for one after another)")
         out_dir.mkdir(parents=True, exist_ok=True)
         trained = train_side_by_side(jobs, processes)
-        device = pick_device(train_cfg.device)
         results = {seed: TrainResult(load_model(jobs[seed]["member"], device)[0], *trained[seed]) for seed in seeds}
     else:
         results = {}

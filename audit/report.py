@@ -30,12 +30,7 @@ from .sampling import (
     effective_sample_fraction,
     per_class_log_density,
 )
-from .subgroups import (
-    SubgroupFinder,
-    classification_loss,
-    summarise_subgroups,
-    under_representation,
-)
+from .subgroups import SubgroupFinder, classification_loss, summarise_subgroups, under_representation
 from .verdict import build_verdict
 
 ANOMALY_ON = ("both", "density", "reconstruction")
@@ -290,10 +285,7 @@ def attribute_relations(mu: np.ndarray, labels: np.ndarray, attributes: pd.DataF
 def representation(samples: pd.DataFrame, labels: np.ndarray, attributes: pd.DataFrame) -> list[dict]:
     """Per attribute value and class: count, share (with its 95% Wilson interval), mean weight (relative to
     uniform), mean density."""
-    from .stats import (  # local: this function is the only user in this module
-        as_interval,
-        wilson_interval,
-    )
+    from .stats import as_interval, wilson_interval  # local: this function is the only user in this module
 
     out = []
     for name in attributes.columns:

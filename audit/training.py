@@ -284,7 +284,7 @@ def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_d
     history: list[dict] = []
     start_epoch = 0
     if resume:
-        start_epoch, history = _restore(out_dir, model, optimizer, model_cfg, cfg, device)
+        start_epoch, history = _restore(out_dir, model, optimizer, model_cfg, device)
     net = None
     if ranks is not None:
         from torch.nn.parallel import DistributedDataParallel
@@ -442,7 +442,7 @@ def _check_finite(record: dict, epoch: int, cfg: TrainConfig, model_cfg: ModelCo
                          f"kl_weight (now {model_cfg.kl_weight:g}) and train again")
 
 
-def _restore(out_dir: Path, model, optimizer, model_cfg: ModelConfig, cfg: TrainConfig,
+def _restore(out_dir: Path, model, optimizer, model_cfg: ModelConfig,
              device: torch.device) -> tuple[int, list[dict]]:
     path = latest_checkpoint(out_dir)
     if path is None:
@@ -454,8 +454,6 @@ def _restore(out_dir: Path, model, optimizer, model_cfg: ModelConfig, cfg: Train
                          f"resume with the same options or use a new --out")
     model.load_state_dict(saved.state_dict())
     optimizer.load_state_dict(state["optimizer"])
-    for group in optimizer.param_groups:
-        group["lr"] = cfg.lr
     for s in optimizer.state.values():
         for k, v in s.items():
             if torch.is_tensor(v):
