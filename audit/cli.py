@@ -516,6 +516,8 @@ def _subgroup_line(sg: dict) -> str:
                 f"lift {top['lift']:.1f})"
                 if top else "no enriched attribute")
     small = ", small" if sg.get("small") else ""
+    stratum = sg.get("stratum")
+    small += f", {stratum}" if stratum and stratum != "the rest" else ""
     return (f"  subgroup {sg['id']} ({sg['class']}{small}): {plural(sg['n'], 'sample')}, "
             f"{sg['share']:.1%} of the class, error rate {error}, {enriched}")
 

@@ -25,7 +25,7 @@ from .report import CLASS_NAMES, AuditConfig, AuditResult, run_audit
 from .reviews import Exclusion, check_resume, expand_flags, mark_config, read_record, write_record
 from .schedule_choice import check_choosable, train_choosing_schedule
 from .subgroups import grid_members
-from .training import ERROR_SET_FILE, TrainConfig, TrainResult, check_distributable, train
+from .training import ERROR_SET_FILE, SCHEDULE_FILE, TrainConfig, TrainResult, check_distributable, train
 
 
 def check_new_model_dir(out_dir: str | Path, resume: bool) -> None:
@@ -86,7 +86,8 @@ def audit_dataset(dataset: ImageDataset, model_dir: str | Path, out_dir: str | P
     model, _ = load_model(model_dir, dev)
     check_image_size(model.cfg.image_size, dataset.image_size)
     errors, note = load_error_set(model_dir, len(dataset))
-    result = run_audit(model, dataset, cfg, dev, errors=errors, progress=progress)
+    result = run_audit(model, dataset, cfg, dev, errors=errors, progress=progress,
+                       error_coherence=load_error_coherence(model_dir) if errors is not None else None)
     if note:
         result.report["subgroup_discovery"]["notes"] = [note]
     with staged_directory(out_dir) as stage:
@@ -122,6 +123,16 @@ def load_error_set(model_dir: str | Path, n: int) -> tuple[np.ndarray | None, st
     if not np.isfinite(flags).all() or flags.min() < 0 or flags.max() > 1:
         return None, f"{ERROR_SET_FILE} holds values outside [0, 1]; left out"
     return flags, None
+
+
+def load_error_coherence(model_dir: str | Path) -> dict | None:
+    """The error set's coherence per class as the training recorded it (a gated run does), else None."""
+    path = Path(model_dir) / SCHEDULE_FILE
+    try:
+        recorded = json.loads(path.read_text()).get("coherence") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None          # unreadable: the flags count as before the coherence was recorded
+    return recorded if isinstance(recorded, dict) else None
 
 
 def evaluate_model(model_dir: str | Path, dataset: ImageDataset, group_by: list[str],

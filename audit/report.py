@@ -30,7 +30,14 @@ from .sampling import (
     effective_sample_fraction,
     per_class_log_density,
 )
-from .subgroups import SubgroupFinder, classification_loss, summarise_subgroups, under_representation
+from .subgroups import (
+    SubgroupFinder,
+    classification_loss,
+    find_subgroups,
+    summarise_subgroups,
+    trusted_error_classes,
+    under_representation,
+)
 from .verdict import build_verdict
 
 ANOMALY_ON = ("both", "density", "reconstruction")
@@ -146,13 +153,15 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
                   recon_error: np.ndarray | None = None,
                   attributes: pd.DataFrame | None = None,
                   logit: np.ndarray | None = None,
-                  errors: np.ndarray | None = None) -> AuditResult:
+                  errors: np.ndarray | None = None, error_coherence: dict | None = None) -> AuditResult:
     """The audit of latent means `mu` (N, latent_dim).
 
     Optional per-sample inputs: `recon_error` (the decoder's L1 error), `logit`
     (the classifier's; gives error rates, losses and predicted_probability) and
     `errors` (1.0 where an early snapshot of the model misclassified the
     sample, JTT's error set); the last two feed `under_representation`.
+    `error_coherence` ({class name: share}, as the training recorded it) keeps
+    a class's scattered error set out of the ranking (`trusted_error_classes`).
     """
     labels = np.asarray(labels)
     if len(mu) != len(labels):
@@ -172,9 +181,11 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
     loss = classification_loss(logit, labels)[0] if logit is not None else None
     # Rarity by local outlier factor, not the sampling density: the minority often sits at the edge of a
     # majority cluster rather than in a sparse region of its own (audit/local_outliers.py).
+    error_classes = trusted_error_classes(labels, error_coherence) if errors is not None else None
     under = under_representation(log_density, labels, loss=loss, errors=errors,
-                                 local=local_outlier_factor(mu, labels))
-    finder = SubgroupFinder(max_k=cfg.max_subgroups, min_size=cfg.min_subgroup_size).fit(mu, labels, errors)
+                                 local=local_outlier_factor(mu, labels), error_classes=error_classes)
+    finder = SubgroupFinder(max_k=cfg.max_subgroups, min_size=cfg.min_subgroup_size)
+    strata = find_subgroups(finder, mu, labels, under, errors, error_classes)
 
     samples = pd.DataFrame({"index": np.arange(len(labels)), "label": labels, "log_density": log_density,
                             "sampling_weight": weight, "anomaly_score": score, "is_anomaly": flagged,
@@ -190,13 +201,15 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
         samples[name] = attributes[col].to_numpy()
 
     subgroups = summarise_subgroups(finder.labels_, labels, weight, under, attributes, logit,
-                                    min_size=cfg.min_subgroup_size, errors=errors)
+                                    min_size=cfg.min_subgroup_size, errors=errors, strata=strata)
     features = subgroup_directions(mu, labels, finder.labels_, subgroups, attributes, cfg.top_features,
                                    cfg.histogram_bins)
     discovery = finder.summary()
     # The final loss counts only where there is no early error set (see subgroups.under_representation).
-    error_signal = ["error_set"] if errors is not None else ["loss"] if loss is not None else []
+    error_signal = ["error_set"] if error_classes else ["loss"] if errors is None and loss is not None else []
     discovery["under_representation_signals"] = ["local_outlier_factor", *error_signal]
+    if errors is not None:
+        discovery["error_set_classes"] = [CLASS_NAMES.get(int(c), str(c)) for c in error_classes]
     report = {
         "summary": {"n_samples": int(len(labels)),
                     "class_counts": {CLASS_NAMES[c]: int((labels == c).sum()) for c in (1, 0)},
@@ -220,13 +233,15 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
 
 
 def run_audit(model, dataset: ImageDataset, cfg: AuditConfig, device,
-              errors: np.ndarray | None = None, progress: bool = False) -> AuditResult:
-    """The forward pass, then `audit_latents`; `errors` as there (the training's error set, if any)."""
+              errors: np.ndarray | None = None, progress: bool = False,
+              error_coherence: dict | None = None) -> AuditResult:
+    """The forward pass, then `audit_latents`; `errors` and `error_coherence` as there (the training's error
+    set, if any, and its coherence as recorded)."""
     if not hasattr(model, "encode"):
         raise DebiasError("auditing needs a DB-VAE model (its latent space); train one with --method dbvae")
     out = predict(model, dataset.images, device, progress=progress)
     return audit_latents(out["mu"], dataset.labels, cfg, out["recon_error"], dataset.attributes,
-                         logit=out["logit"], errors=errors)
+                         logit=out["logit"], errors=errors, error_coherence=error_coherence)
 
 
 def _weight_ratio(weight: np.ndarray, labels: np.ndarray) -> dict:

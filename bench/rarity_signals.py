@@ -1,13 +1,19 @@
-"""Which rarity ranks the planted minority: the sampling density or the local outlier factor.
+"""Which rarity ranks the planted minority: the sampling density or the local outlier factor, and its settings.
 
 Trains (or reuses, from --work) the default DB-VAE on the planted faces (64px, 2% dark-skinned faces; no
 held-out split, as bench/decoder_bench.py) and on Colored MNIST (32px, 1% conflicting; the default held-out
 tenth), audits the training set, and prints per seed the ROC AUC and average
-precision of `under_representation` for the minority within its class, with its rarity taken two ways
-side by side (each beside the early error set's flags, as the audit does):
+precision of `under_representation` for the minority within its class, with its rarity taken several ways
+side by side:
 
-  density   the per-class histogram density's percentile (the score before this release)
-  lof       the local outlier factor's percentile (audit/local_outliers.py; the audit's now)
+  density     the per-class histogram density's percentile, with every class's early error set (before LOF)
+  lof20       the local outlier factor at k = 20 among 2,048 references, with every class's early error set
+  lof50       the same at the audit's k = 50 among 4,096 references
+  audit       lof50 with the early error set only of classes where it was coherent (the audit's now)
+  lof k=K     the LOF alone at k = K (4,096 references), no error set: how k was chosen
+
+and, per class of the minority, the audit's top-ranked subgroup: its stratum, the minority's share of its
+members, and its most enriched attribute.
 
     python bench/rarity_signals.py --work /tmp/rarity
     python bench/rarity_signals.py --data faces --seeds 0 1 2 3 4 --work /tmp/rarity
@@ -27,11 +33,14 @@ from quality import design_prevalence  # noqa: E402
 
 from audit.local_outliers import local_outlier_factor  # noqa: E402
 from audit.models import ModelConfig  # noqa: E402
-from audit.pipeline import audit_dataset, train_model  # noqa: E402
+from audit.pipeline import audit_dataset, load_error_coherence, train_model  # noqa: E402
 from audit.report import AuditConfig  # noqa: E402
-from audit.subgroups import under_representation  # noqa: E402
+from audit.sampling import CLASS_NAMES  # noqa: E402
+from audit.subgroups import trusted_error_classes, under_representation  # noqa: E402
 from audit.synth import make_synthetic  # noqa: E402
 from audit.training import TrainConfig, default_error_options  # noqa: E402
+
+SWEEP = (10, 20, 35, 50, 75, 100)
 
 
 def data(name: str, seed: int):
@@ -41,6 +50,16 @@ def data(name: str, seed: int):
         return train, 64, [1], train.attributes["skin_tone"].to_numpy() == "dark"
     train, _val, _test = make_colored_mnist(0.01, n_train=20000, n_val=1000, n_test=2000, image_size=32, seed=seed)
     return train, 32, [0, 1], train.attributes["conflicting"].to_numpy() == "yes"
+
+
+def top_subgroup(subgroups: list[dict], ids: np.ndarray, truth: np.ndarray, cls: int) -> str:
+    """The audit's top-ranked subgroup of a class: its stratum, the minority's share of it, what it holds most."""
+    top = next(g for g in subgroups if g["class"] == CLASS_NAMES[cls] and not g["small"])
+    enriched = top["enriched"][0] if top["enriched"] else None
+    held = (f"{enriched['attribute']}={enriched['value']} (precision {enriched['precision']:.2f}, recall "
+            f"{enriched['recall']:.2f})" if enriched else "nothing enriched")
+    return (f"top {top['class']} subgroup: {top['n']} samples ({top['stratum']}), minority precision "
+            f"{truth[ids == top['id']].mean():.2f}; most enriched {held}")
 
 
 def main() -> None:
@@ -53,7 +72,7 @@ def main() -> None:
     print(f"default DB-VAE, {args.epochs} epochs; under_representation of the minority within its class, "
           f"AUC / AP (mean over its classes)")
     for name in args.data:
-        totals: dict[str, list] = {"density": [], "lof": []}
+        totals: dict[str, list] = {}
         for seed in args.seeds:
             train, size, classes, truth = data(name, seed)
             model_dir = args.work / f"{name}-{seed}"
@@ -67,19 +86,30 @@ def main() -> None:
             samples, mu = audit.samples, audit.mu
             labels = samples["label"].to_numpy()
             errors = np.load(model_dir / "error_set.npy") if (model_dir / "error_set.npy").is_file() else None
-            scores = {"density": under_representation(samples["log_density"].to_numpy(), labels, errors=errors),
-                      "lof": under_representation(samples["log_density"].to_numpy(), labels, errors=errors,
-                                                  local=local_outlier_factor(mu, labels))}
+            ld = samples["log_density"].to_numpy()
+            trusted = trusted_error_classes(labels, load_error_coherence(model_dir)) if errors is not None else None
+            scores = {"density": under_representation(ld, labels, errors=errors),
+                      "lof20": under_representation(ld, labels, errors=errors,
+                                                    local=local_outlier_factor(mu, labels, k=20, max_references=2048)),
+                      "lof50": under_representation(ld, labels, errors=errors, local=local_outlier_factor(mu, labels)),
+                      "audit": samples["under_representation"].to_numpy()}
+            for k in SWEEP:
+                scores[f"lof k={k}"] = under_representation(ld, labels, local=local_outlier_factor(mu, labels, k=k))
+            assert np.allclose(scores["audit"], under_representation(ld, labels, errors=errors, error_classes=trusted,
+                                                                     local=local_outlier_factor(mu, labels)))
             line = []
             for kind, score in scores.items():
                 auc = np.mean([roc_auc_score(truth[labels == c], score[labels == c]) for c in classes])
                 ap = np.mean([average_precision_score(truth[labels == c], score[labels == c]) for c in classes])
-                totals[kind].append((auc, ap))
+                totals.setdefault(kind, []).append((auc, ap))
                 line.append(f"{kind} {auc:.3f} / {ap:.3f}")
             print(f"{name} seed {seed}: " + "; ".join(line), flush=True)
+            for c in classes:
+                line = top_subgroup(audit.report["subgroups"], samples["subgroup"].to_numpy(), truth, c)
+                print(f"  {name} seed {seed} {line}", flush=True)
         for kind, values in totals.items():
             v = np.array(values)
-            print(f"{name} {kind:8s} AUC {v[:, 0].mean():.3f} +- {v[:, 0].std(ddof=1) if len(v) > 1 else 0:.3f}, "
+            print(f"{name} {kind:9s} AUC {v[:, 0].mean():.3f} +- {v[:, 0].std(ddof=1) if len(v) > 1 else 0:.3f}, "
                   f"AP {v[:, 1].mean():.3f}")
 
 

@@ -1,5 +1,6 @@
 """Local outlier factor of latent means: exact against scikit-learn's, and what it ranks that a density does not."""
 import numpy as np
+from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor
 
 from audit.local_outliers import local_outlier_factor
@@ -42,3 +43,19 @@ def test_the_edge_of_a_dense_cluster_outranks_a_sparse_cluster(rng):
     log_density = np.r_[np.full(300, 1.0), np.full(300, -2.0), np.full(8, 0.5)]
     assert under_representation(log_density, labels)[-8:].max() < 0.6
     assert under_representation(log_density, labels, local=lof)[-8:].mean() > 0.97
+
+
+
+def test_the_default_k_ranks_a_minority_at_the_edge_better_than_a_small_k():
+    # 40 samples as spread as the 2,000 of the majority but off to one side (as the dark faces sit at an edge
+    # of the faces): with more neighbours the density estimates are steadier and the minority stands out more.
+    aucs = {10: [], 20: [], None: []}
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        minority = rng.normal(0, 1, (40, 4)) + [3.0, 0, 0, 0]
+        x = np.vstack([rng.normal(0, 1, (2000, 4)), minority]).astype(np.float32)
+        truth = np.r_[np.zeros(2000), np.ones(40)]
+        for k in aucs:
+            lof = local_outlier_factor(x, np.ones(len(x), int), **({} if k is None else {"k": k}))
+            aucs[k].append(roc_auc_score(truth, lof))
+    assert np.mean(aucs[None]) > np.mean(aucs[20]) + 0.015 > np.mean(aucs[10]) + 0.03

@@ -9,16 +9,21 @@ from sklearn.metrics import roc_auc_score
 
 from audit.cli import main, summarise_audit
 from audit.errors import DebiasError
+from audit.local_outliers import local_outlier_factor
 from audit.report import SAMPLE_COLUMNS, SUBGROUP_COLUMNS, AuditConfig, audit_latents
 from audit.sampling import per_class_log_density
 from audit.subgroups import (
+    STRATUM_ERRORS,
+    STRATUM_RAREST,
     SubgroupFinder,
     attribute_codes,
     discover_subgroups,
     enrichment,
+    find_subgroups,
     grid_members,
     known_strings,
     summarise_subgroups,
+    trusted_error_classes,
     under_representation,
 )
 
@@ -227,6 +232,26 @@ def test_audit_latents_adds_columns_and_ranked_subgroups(rng):
     assert "tone=dark holds 100% [" in summary and "samples flagged as anomalies" in summary
 
 
+
+def test_audit_latents_leaves_a_scattered_error_set_out(rng):
+    pos, rare = planted(rng, n=400, share=0.05)
+    mu = np.vstack([pos, rng.normal(size=(300, 16))])
+    labels = np.r_[np.ones(400, int), np.zeros(300, int)]
+    errors = np.r_[rare.astype(float), np.zeros(300)]
+    scattered = 400 + rng.choice(300, 10, replace=False)
+    errors[scattered] = 1.0
+    result = audit_latents(mu, labels, AuditConfig(density="kde"), errors=errors,
+                           error_coherence={"positive": 0.9, "negative": 0.1, "pooled": 0.7})
+    discovery = result.report["subgroup_discovery"]
+    assert discovery["error_set_classes"] == ["positive"]
+    assert discovery["under_representation_signals"] == ["local_outlier_factor", "error_set"]
+    under = result.samples["under_representation"].to_numpy()
+    assert under[rare.nonzero()[0]].min() > under[:400][~rare].max()     # the coherent flags lead
+    assert under[scattered].mean() < 0.8                                  # the scattered ones do not
+    strata = {(sg["class"], sg["stratum"]) for sg in result.report["subgroups"]}
+    assert ("positive", "early error set") in strata and ("negative", "rarest 5%") in strata
+    assert ("negative", "early error set") not in strata
+
 # --------------------------------------------------------------------------- through `debias audit`
 
 @pytest.mark.slow
@@ -259,6 +284,17 @@ def test_debias_audit_writes_subgroups(capsys, tmp_path, tiny_npz):
         assert Image.open(out_dir / sg["grid"]).size[0] > 100
     # the final loss is not used beside the error set
     assert report["subgroup_discovery"]["under_representation_signals"] == ["local_outlier_factor", "error_set"]
+    assert report["subgroup_discovery"]["error_set_classes"] == ["negative", "positive"]   # no coherence recorded
+
+    # The training recorded both classes' error sets as scattered: they count for nothing.
+    (model / "error_set.json").write_text(json.dumps({"schedule": "constant", "coherence": {
+        "positive": 0.1, "negative": None, "pooled": 0.1}}))
+    assert main(["audit", str(tiny_npz), "--model", str(model), "--out", str(out_dir), "--no-figures", "--force",
+                 "--min-subgroup-size", "2"]) == 0
+    report = json.loads((out_dir / "report.json").read_text())
+    assert report["subgroup_discovery"]["error_set_classes"] == []
+    assert report["subgroup_discovery"]["under_representation_signals"] == ["local_outlier_factor"]
+    assert all(sg["stratum"] != "early error set" for sg in report["subgroups"])
 
     np.save(model / "error_set.npy", np.ones(7))                              # another dataset's: left out
     assert main(["audit", str(tiny_npz), "--model", str(model), "--out", str(out_dir), "--no-figures", "--force"]) == 0
@@ -291,6 +327,60 @@ def test_the_early_error_set_splits_each_class_before_clustering(rng):
         flagged = ids[(labels == cls) & (errors == 1)]
         rest = ids[(labels == cls) & (errors == 0)]
         assert len(set(flagged)) == 1 and not set(flagged) & set(rest)
+
+
+
+def test_only_a_coherent_error_set_counts():
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    assert trusted_error_classes(labels, None) == [0, 1]                 # nothing recorded: as before
+    recorded = {"positive": 0.9, "negative": 0.2, "pooled": 0.55}
+    assert trusted_error_classes(labels, recorded) == [1]
+    assert trusted_error_classes(labels, {"positive": None, "negative": 0.56}) == [0]
+    # In the class whose error set is scattered, rarity alone orders: its flagged sample is not lifted.
+    log_density = np.array([-1.0, -2.0, -3.0, -4.0, -1.0, -2.0, -3.0, -4.0])
+    errors = np.array([1, 0, 0, 0, 1, 0, 0, 0], dtype=float)
+    score = under_representation(log_density, labels, errors=errors, error_classes=[1])
+    assert score[0] > score[1:4].max()
+    np.testing.assert_allclose(score[4:], under_representation(log_density[4:], labels[4:]))
+
+
+def test_a_coherent_error_set_splits_its_class_and_the_rest_are_clustered_whole_first(rng):
+    mu = rng.normal(size=(200, 8))
+    labels = np.repeat([1, 0], 100)
+    under = np.tile(np.arange(1, 101) / 100, 2)        # the last of each class rarest, none of them together
+    errors = np.zeros(200)
+    errors[[3, 7, 11, 150]] = 1
+    finder = SubgroupFinder(min_size=5)
+    strata = find_subgroups(finder, mu, labels, under, errors, error_classes=[1])
+    assert np.flatnonzero(strata == STRATUM_ERRORS).tolist() == [3, 7, 11]
+    # The negatives' error set is scattered: no subgroup of theirs is rare, so their rarest 5% is split off.
+    assert np.flatnonzero(strata == STRATUM_RAREST).tolist() == list(range(195, 200))
+    assert set(finder.labels_[195:200]).isdisjoint(finder.labels_[100:195])
+    assert "negative, rarest 5%" in finder.classes_
+    # A class whose rarest share is smaller than min_size is not split.
+    assert not find_subgroups(SubgroupFinder(min_size=10), mu, labels, under).any()
+
+
+@pytest.mark.parametrize("distance, spread, split", [(3.5, 1.0, True), (8.0, 0.5, False)])
+def test_a_minority_at_an_edge_is_clustered_among_the_rarest_one_far_away_keeps_its_component(
+        rng, distance, spread, split):
+    # A 2% minority: just off the majority (the whole class's mixture gives it no component: the rarest 5% is
+    # split off and clustered, and its subgroup leads, as on the planted faces), or far and tight (the
+    # mixture isolates it: the class is not split).
+    mu, rare = planted(rng, n=1000, share=0.02, distance=distance, spread=spread)
+    labels = np.ones(1000, int)
+    under = under_representation(np.zeros(1000), labels, local=local_outlier_factor(mu, labels))
+    finder = SubgroupFinder()
+    strata = find_subgroups(finder, mu, labels, under)
+    assert (strata == STRATUM_RAREST).any() == split
+    tone = pd.DataFrame({"tone": np.where(rare, "dark", "light")})
+    top = summarise_subgroups(finder.labels_, labels, np.full(1000, 1e-3), under, tone, strata=strata)[0]
+    assert top["enriched"][0]["value"] == "dark"
+    assert top["stratum"] == ("rarest 5%" if split else "the rest")
+    plain = SubgroupFinder().fit_predict(mu, labels)
+    plain_top = summarise_subgroups(plain, labels, np.full(1000, 1e-3), under, tone)[0]
+    if split:
+        assert rare[finder.labels_ == top["id"]].mean() > 0.1 > rare[plain == plain_top["id"]].mean()
 
 
 def test_attribute_values_as_strings_and_as_codes():

@@ -261,12 +261,15 @@ def test_audit_report_page(web, app, alice, subgroup_npz_bytes):
     # Discovered subgroups lead the report, each grid with an alt text naming it.
     assert html.index(">Discovered subgroups</h2>") < html.index(">Summary</h2>")
     for s in report["subgroups"][:6]:
+        if s["stratum"] not in (None, "the rest"):          # how it was found, beside its numbers
+            assert f"clustered among the class's {s['stratum']}" in unescape(html)
         if s["grid"]:
             assert s["grid"] in srcs and web.get(s["grid"]).status_code == 200
         # Beside a positive subgroup's members, images generated from its latent region, labelled as such.
         if s["class"] == "positive" and s["n"] >= 2:
             assert f'data-generated="{s["id"]}"' in html and web.get(s["generated_grid"]).status_code == 200
             assert any(src.endswith(f"/subgroup_{s['id']}_generated.png") for src in srcs)
+    assert any(s["stratum"] == "early error set" for s in report["subgroups"][:6])
     assert "Generated, not real:" in html and any(i["alt"].startswith("generated images (not real samples)")
                                                    for i in imgs)
     # Lowest and highest sampling probability: 12 a side for each class; the anomaly table's first 20. Every
@@ -379,7 +382,7 @@ def test_model_page_and_comparison(web, app, alice, tiny_npz_bytes, test_npz_byt
     assert '<th scope="row">epochs</th>' in standard_page and '<th scope="row">val_fraction</th>' in standard_page
     for dbvae_only in ("latent_dim", "kl_weight", "reweight", "strength", "error_schedule"):
         assert f'<th scope="row">{dbvae_only}</th>' not in standard_page, dbvae_only
-    assert f'<th scope="row">latent_dim</th>' in page
+    assert '<th scope="row">latent_dim</th>' in page
     # Defaults: the newest debiased model against the newest standard one.
     page = web.get("/compare", params={"dataset": test["id"]}).text
     assert re.search(rf'<option value="{ids["dbvae"]}" title="[^"]*" selected>', page)
