@@ -240,17 +240,27 @@ def test_audit_latents_leaves_a_scattered_error_set_out(rng):
     errors = np.r_[rare.astype(float), np.zeros(300)]
     scattered = 400 + rng.choice(300, 10, replace=False)
     errors[scattered] = 1.0
-    result = audit_latents(mu, labels, AuditConfig(density="kde"), errors=errors,
-                           error_coherence={"positive": 0.9, "negative": 0.1, "pooled": 0.7})
-    discovery = result.report["subgroup_discovery"]
-    assert discovery["error_set_classes"] == ["positive"]
-    assert discovery["under_representation_signals"] == ["local_outlier_factor", "error_set"]
-    under = result.samples["under_representation"].to_numpy()
-    assert under[rare.nonzero()[0]].min() > under[:400][~rare].max()     # the coherent flags lead
-    assert under[scattered].mean() < 0.8                                  # the scattered ones do not
-    strata = {(sg["class"], sg["stratum"]) for sg in result.report["subgroups"]}
-    assert ("positive", "early error set") in strata and ("negative", "rarest 5%") in strata
-    assert ("negative", "early error set") not in strata
+    coherent = audit_latents(mu, labels, AuditConfig(density="kde"), errors=errors,
+                             error_coherence={"positive": 0.9, "negative": 0.1, "pooled": 0.7})
+    assert coherent.report["subgroup_discovery"]["error_set_classes"] == ["negative", "positive"]
+    under = coherent.samples["under_representation"].to_numpy()
+    assert under[rare.nonzero()[0]].min() > under[:400][~rare].max() and under[scattered].min() >= 0.5
+    strata = {(sg["class"], sg["stratum"]) for sg in coherent.report["subgroups"]}
+    assert ("positive", "early error set") in strata and ("negative", "early error set") in strata
+
+    scattered_set = audit_latents(mu, labels, AuditConfig(density="kde"), errors=errors,
+                                  error_coherence={"positive": 0.4, "negative": 0.1, "pooled": 0.3})
+    discovery = scattered_set.report["subgroup_discovery"]
+    assert discovery["error_set_classes"] == [] and discovery["under_representation_signals"] == [
+        "local_outlier_factor"]
+    under = scattered_set.samples["under_representation"].to_numpy()
+    assert under[scattered].mean() < 0.8                                   # rarity alone: no lift
+    strata = {(sg["class"], sg["stratum"]) for sg in scattered_set.report["subgroups"]}
+    assert ("negative", "rarest 5%") in strata and not {s for _, s in strata} & {"early error set"}
+    # The planted positives are a far cluster: the whole-class mixture gives it its subgroup, rare (few and
+    # outlying), so it ranks with the negatives' rarest 5% ahead of every majority subgroup.
+    first = next(sg for sg in scattered_set.report["subgroups"] if sg["class"] == "positive")
+    assert first["stratum"] == "the rest" and first["n"] == 20 and first["rank"] <= 2
 
 # --------------------------------------------------------------------------- through `debias audit`
 
@@ -333,9 +343,10 @@ def test_the_early_error_set_splits_each_class_before_clustering(rng):
 def test_only_a_coherent_error_set_counts():
     labels = np.array([1, 1, 1, 1, 0, 0, 0, 0])
     assert trusted_error_classes(labels, None) == [0, 1]                 # nothing recorded: as before
-    recorded = {"positive": 0.9, "negative": 0.2, "pooled": 0.55}
-    assert trusted_error_classes(labels, recorded) == [1]
-    assert trusted_error_classes(labels, {"positive": None, "negative": 0.56}) == [0]
+    # The gated schedule's test: the error set as a whole, not each class.
+    assert trusted_error_classes(labels, {"positive": 0.9, "negative": 0.2, "pooled": 0.55}) == []
+    assert trusted_error_classes(labels, {"positive": 0.9, "negative": 0.2, "pooled": 0.56}) == [0, 1]
+    assert trusted_error_classes(labels, {"positive": None, "negative": None}) == []
     # In the class whose error set is scattered, rarity alone orders: its flagged sample is not lifted.
     log_density = np.array([-1.0, -2.0, -3.0, -4.0, -1.0, -2.0, -3.0, -4.0])
     errors = np.array([1, 0, 0, 0, 1, 0, 0, 0], dtype=float)
