@@ -7,10 +7,11 @@ precision of `under_representation` for the minority within its class, with its 
 side by side:
 
   density     the per-class histogram density's percentile, with every class's early error set (before LOF)
-  lof20       the local outlier factor at k = 20 among 2,048 references, with every class's early error set
-  lof50       the same at the audit's k = 50 among 4,096 references
-  audit       lof50 with the early error set only of classes where it was coherent (the audit's now)
-  lof k=K     the LOF alone at k = K (4,096 references), no error set: how k was chosen
+  lof20       the local outlier factor at k = 20 among 2,048 references (the audit's before), with every
+              class's early error set
+  lof50       the same at the audit's k = 50, exact up to 10,000 samples a class
+  audit       lof50 with the early error set only when the training found it coherent (the audit's now)
+  lof k=K     the LOF alone at k = K (exact), no error set: how k was chosen
 
 and, per class of the minority, the audit's top-ranked subgroup: its stratum, the minority's share of its
 members, and its most enriched attribute.
@@ -90,7 +91,8 @@ def main() -> None:
             trusted = trusted_error_classes(labels, load_error_coherence(model_dir)) if errors is not None else None
             scores = {"density": under_representation(ld, labels, errors=errors),
                       "lof20": under_representation(ld, labels, errors=errors,
-                                                    local=local_outlier_factor(mu, labels, k=20, max_references=2048)),
+                                                    local=local_outlier_factor(mu, labels, k=20, max_references=2048,
+                                                                              exact_up_to=2048)),
                       "lof50": under_representation(ld, labels, errors=errors, local=local_outlier_factor(mu, labels)),
                       "audit": samples["under_representation"].to_numpy()}
             for k in SWEEP:
