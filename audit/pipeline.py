@@ -126,7 +126,8 @@ def load_error_set(model_dir: str | Path, n: int) -> tuple[np.ndarray | None, st
 
 
 def load_error_coherence(model_dir: str | Path) -> dict | None:
-    """The error set's coherence per class as the training recorded it (a gated run does), else None."""
+    """The error set's coherence ({class name: share, "pooled": share}) as the training recorded it (a gated
+    run does), else None."""
     path = Path(model_dir) / SCHEDULE_FILE
     try:
         recorded = json.loads(path.read_text()).get("coherence") if path.is_file() else None

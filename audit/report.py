@@ -160,8 +160,9 @@ def audit_latents(mu: np.ndarray, labels: np.ndarray, cfg: AuditConfig,
     (the classifier's; gives error rates, losses and predicted_probability) and
     `errors` (1.0 where an early snapshot of the model misclassified the
     sample, JTT's error set); the last two feed `under_representation`.
-    `error_coherence` ({class name: share}, as the training recorded it) keeps
-    a class's scattered error set out of the ranking (`trusted_error_classes`).
+    `error_coherence` (error_set.json's `coherence`, as the training recorded
+    it) keeps a scattered error set out of the ranking and the strata
+    (`trusted_error_classes`).
     """
     labels = np.asarray(labels)
     if len(mu) != len(labels):

@@ -318,9 +318,9 @@ def find_subgroups(finder: SubgroupFinder, mu: np.ndarray, labels: np.ndarray, u
     A class whose early error set counts (`error_classes`, default all) is split into it and the rest
     (STRATUM_ERRORS). Every other class is clustered whole first; when none of its subgroups of at least
     `finder.min_size` is rare (`_is_rare`), its `rarest_share` highest `under` scores are
-    split off (STRATUM_RAREST) and it is clustered again, so that a minority at the edge of a majority
-    component, not a component of its own, gets subgroups (the planted faces) while a minority the whole
-    class's mixture already isolates keeps its subgroup.
+    split off (STRATUM_RAREST) and clustered apart, the rest keeping its whole-class subgroups, so that a
+    minority at the edge of a majority component, not a component of its own, gets subgroups (the planted
+    faces) while a minority the whole class's mixture already isolates keeps its subgroup.
     """
     labels, under = np.asarray(labels), np.asarray(under, dtype=np.float64)
     strata = np.full(len(labels), STRATUM_REST, dtype=np.int64)
