@@ -6,6 +6,8 @@ size and downsampled with LANCZOS, so they stay recognisable from 64x64 down to
 apply to a sample holds "n/a". By default the data are deliberately biased
 (few dark-skinned faces, few with glasses, few non-frontal poses, ...), which is
 what an audit must find; ``balanced=True`` gives the uniform test set.
+``planted_latents`` gives latent means with a planted minority cluster, for the
+audit's tests and bench/subgroup_split.py.
 """
 from __future__ import annotations
 
@@ -386,6 +388,18 @@ def make_synthetic(n_faces: int, n_nonfaces: int, image_size: int = 64, seed: in
     _light(images, cols["lighting"], rng)
     return ImageDataset(images=images, labels=labels, attributes=pd.DataFrame(cols),
                         source=f"synthetic(seed={seed}{', balanced' if balanced else ''})")
+
+
+def planted_latents(rng: np.random.Generator, n: int = 1000, dim: int = 16, share: float = 0.03,
+                    distance: float = 8.0, spread: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(n latent means around one centre (sd 1), the mask of the `share` of them planted `distance` away in a
+    random direction with sd `spread`)."""
+    rare = np.zeros(n, bool)
+    rare[rng.choice(n, round(share * n), replace=False)] = True
+    mu = rng.normal(size=(n, dim))
+    direction = rng.normal(size=dim)
+    mu[rare] = spread * mu[rare] + distance * direction / np.linalg.norm(direction)
+    return mu, rare
 
 
 def save_npz(ds: ImageDataset, path) -> None:

@@ -1,7 +1,7 @@
 """Does splitting off a class's rarest share before clustering find a planted minority's subgroup?
 
 Synthetic latent means (16 dimensions, 1,000 samples, a 2% minority planted `distance` standard deviations
-away with `spread` times the majority's spread; the planted() design of tests/test_subgroups.py), the
+away with `spread` times the majority's spread: audit.synth.planted_latents, as the tests use it), the
 local outlier factor as under_representation (as the audit without an error set). Per setting and seed it
 prints the minority's share of the top-ranked subgroup, found two ways:
 
@@ -16,16 +16,14 @@ from __future__ import annotations
 import numpy as np
 
 from audit.local_outliers import local_outlier_factor
-from audit.subgroups import STRATUM_RAREST, SubgroupFinder, find_subgroups, summarise_subgroups, under_representation
-
-
-def planted(rng, n: int, share: float, distance: float, spread: float, dim: int = 16):
-    rare = np.zeros(n, bool)
-    rare[rng.choice(n, round(share * n), replace=False)] = True
-    mu = rng.normal(size=(n, dim))
-    direction = rng.normal(size=dim)
-    mu[rare] = spread * mu[rare] + distance * direction / np.linalg.norm(direction)
-    return mu, rare
+from audit.subgroups import (
+    STRATUM_RAREST,
+    SubgroupFinder,
+    find_subgroups,
+    summarise_subgroups,
+    under_representation,
+)
+from audit.synth import planted_latents
 
 
 def top_share(ids: np.ndarray, labels, under, rare, strata=None) -> float:
@@ -40,7 +38,8 @@ def main() -> None:
         for spread in (0.5, 0.7, 1.0):
             cells = []
             for seed in range(3):
-                mu, rare = planted(np.random.default_rng(seed), 1000, 0.02, distance, spread)
+                mu, rare = planted_latents(np.random.default_rng(seed), 1000, share=0.02, distance=distance,
+                                           spread=spread)
                 labels = np.ones(len(mu), int)
                 under = under_representation(np.zeros(len(mu)), labels, local=local_outlier_factor(mu, labels))
                 whole = top_share(SubgroupFinder().fit_predict(mu, labels), labels, under, rare)

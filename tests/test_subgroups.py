@@ -26,16 +26,7 @@ from audit.subgroups import (
     trusted_error_classes,
     under_representation,
 )
-
-
-def planted(rng, n=1000, dim=16, share=0.03, distance=8.0, spread=0.5):
-    """n latents around one centre (sd 1), `share` of them (sd `spread`) `distance` away."""
-    rare = np.zeros(n, bool)
-    rare[rng.choice(n, round(share * n), replace=False)] = True
-    mu = rng.normal(size=(n, dim))
-    direction = rng.normal(size=dim)
-    mu[rare] = spread * mu[rare] + distance * direction / np.linalg.norm(direction)
-    return mu, rare
+from audit.synth import planted_latents as planted
 
 
 def precision_recall(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
