@@ -479,7 +479,7 @@ def summarise_subgroups(subgroup_ids: np.ndarray, labels: np.ndarray, sampling_w
     in_error_set = strata == STRATUM_ERRORS if strata is not None else flagged
     enriched = enrichment(ids, attributes, labels, min_count) if attributes is not None and \
         len(attributes.columns) else {}
-    rows = []
+    rows, leads = [], {}
     for g in np.unique(ids):
         members = ids == g
         classes = np.unique(labels[members])
@@ -489,6 +489,8 @@ def summarise_subgroups(subgroup_ids: np.ndarray, labels: np.ndarray, sampling_w
         in_class = labels == classes[0]
         n = int(members.sum())
         error_rate = float(wrong[members].mean()) if wrong is not None else None
+        mostly_error_set = in_error_set is not None and in_error_set[members].mean() >= 0.5
+        leads[int(g)] = mostly_error_set or bool(_is_rare(score[members].mean(), n / int(in_class.sum())))
         rows.append({"id": int(g), "class": CLASS_NAMES.get(int(classes[0]), str(classes[0])), "n": n,
                      "share": n / int(in_class.sum()),
                      "mean_weight_ratio": float(weight[members].mean() / weight[in_class].mean()),
@@ -497,17 +499,14 @@ def summarise_subgroups(subgroup_ids: np.ndarray, labels: np.ndarray, sampling_w
                      "under_representation": float(score[members].mean()),
                      "early_error_share": float(flagged[members].mean()) if flagged is not None else None,
                      "stratum": STRATUM_NAMES[int(strata[members][0])] if strata is not None else None,
-                     "error_stratum_share": float(in_error_set[members].mean()) if in_error_set is not None else 0.0,
                      "small": n < min_size,
                      "enriched": [{k: e[k] for k in ("attribute", "value", "precision", "recall", "lift", "count")}
                                   for e in enriched.get(int(g), [])],
                      "grid": None})
-    rows.sort(key=lambda r: (r["small"], r["error_stratum_share"] < 0.5 and not _is_rare(r["under_representation"],
-                                                                                          r["share"]),
+    rows.sort(key=lambda r: (r["small"], not leads[r["id"]],
                              -r["under_representation"] * (1 + (r["error_rate"] or 0.0)), r["id"]))
     for rank, r in enumerate(rows, 1):
         r["rank"] = rank
-        del r["error_stratum_share"]
     return rows
 
 
