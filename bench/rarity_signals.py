@@ -89,16 +89,17 @@ def main() -> None:
             errors = np.load(model_dir / "error_set.npy") if (model_dir / "error_set.npy").is_file() else None
             ld = samples["log_density"].to_numpy()
             trusted = trusted_error_classes(labels, load_error_coherence(model_dir)) if errors is not None else None
+            lof = local_outlier_factor(mu, labels)
             scores = {"density": under_representation(ld, labels, errors=errors),
                       "lof20": under_representation(ld, labels, errors=errors,
                                                     local=local_outlier_factor(mu, labels, k=20, max_references=2048,
                                                                               exact_up_to=2048)),
-                      "lof50": under_representation(ld, labels, errors=errors, local=local_outlier_factor(mu, labels)),
+                      "lof50": under_representation(ld, labels, errors=errors, local=lof),
                       "audit": samples["under_representation"].to_numpy()}
             for k in SWEEP:
                 scores[f"lof k={k}"] = under_representation(ld, labels, local=local_outlier_factor(mu, labels, k=k))
             assert np.allclose(scores["audit"], under_representation(ld, labels, errors=errors, error_classes=trusted,
-                                                                     local=local_outlier_factor(mu, labels)))
+                                                                     local=lof))
             line = []
             for kind, score in scores.items():
                 auc = np.mean([roc_auc_score(truth[labels == c], score[labels == c]) for c in classes])
