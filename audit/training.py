@@ -11,7 +11,7 @@ import torch
 
 from . import distributed
 from .checkpoint import latest_checkpoint, load_training_state, model_from_state, save_epoch
-from .coherence import error_set_coherence, gated_schedule
+from .coherence import coherent_error_set
 from .dataset import ImageDataset
 from .density import ESTIMATORS
 from .errors import DebiasError, ModelError
@@ -244,11 +244,12 @@ def _take_error_set(model, dataset: ImageDataset, labels: np.ndarray, pool: np.n
                     cfg: TrainConfig, device: torch.device, out_dir: Path,
                     ranks: distributed.Ranks | None = None) -> tuple[np.ndarray, dict]:
     """The error set and the schedule it is upweighted with (gated: decided here, from its coherence)."""
-    errors = _error_set(model, dataset.images, labels, None if latent is None else latent["logit"], device, ranks)
-    decision: dict = {"schedule": cfg.error_schedule}
     if cfg.error_schedule == "gated":
-        coherence = error_set_coherence(latent["mu"][pool], labels[pool], errors[pool])
-        decision = {"schedule": gated_schedule(coherence), "coherence": coherence}
+        errors, decision = coherent_error_set(latent["mu"], latent["logit"], labels, pool)
+    else:
+        errors = _error_set(model, dataset.images, labels, None if latent is None else latent["logit"], device,
+                            ranks)
+        decision = {"schedule": cfg.error_schedule}
     if ranks is None or ranks.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)  # inside the first epoch no checkpoint has made it yet
         np.save(out_dir / ERROR_SET_FILE, errors)

@@ -42,6 +42,7 @@ from colored_mnist import make_colored_mnist
 from mnist_digits import SOURCES
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+import audit.coherence as coherence
 import audit.training as training
 from audit.models import ModelConfig
 from audit.pipeline import audit_dataset, evaluate_model, train_model
@@ -49,6 +50,7 @@ from audit.report import AuditConfig
 from audit.training import TrainConfig
 
 _REAL_EPOCH_BATCHES = training.epoch_batches
+_REAL_BALANCED_THRESHOLD = coherence.balanced_threshold
 LAB = dict(density="histogram", reweight="positive", strength=1.0, min_effective_fraction=0.0, lr_schedule="constant")
 
 
@@ -68,6 +70,8 @@ def methods(upweight: float, error_epoch: int, error_steps: int = 0) -> dict[str
         "jtt-geometric": ({"method": "standard"}, geo),
         "jtt-mix": ({"method": "standard"}, const | {"mix_groups": 0.5}),
         "default": ({"method": "dbvae"}, const | {"error_schedule": "gated"}),
+        # The default as it was before the balanced threshold: the error set always taken at logit 0.
+        "default-threshold0": ({"method": "dbvae"}, const | {"error_schedule": "gated"}),
         "dbvae-constant": ({"method": "dbvae"}, const),
         "dbvae-geometric": ({"method": "dbvae"}, geo),
         "dbvae-mix": ({"method": "dbvae"}, const | {"mix_groups": 0.5}),
@@ -104,6 +108,8 @@ def run(name: str, model_over: dict, train_over: dict, data, args, seed: int, fo
     if name == "oracle":
         groups = train.labels * 2 + (train.attributes["color"].to_numpy() == "red")
         training.epoch_batches = group_balanced_batches(groups)
+    if name == "default-threshold0":
+        coherence.balanced_threshold = lambda logits, labels: 0.0
     started = time.perf_counter()
     reused = getattr(args, "reuse", False) and (folder / name / "model.pt").is_file()
     try:
@@ -112,6 +118,7 @@ def run(name: str, model_over: dict, train_over: dict, data, args, seed: int, fo
                                                   choose_schedule=choose)
     finally:
         training.epoch_batches = _REAL_EPOCH_BATCHES
+        coherence.balanced_threshold = _REAL_BALANCED_THRESHOLD
     seconds = float("nan") if reused else time.perf_counter() - started
     metrics = evaluate_model(folder / name, test, ["color"], device="cpu")
     out = {"worst": metrics["worst_group_accuracy"], "average": metrics["overall"]["accuracy"], "seconds": seconds}
@@ -119,7 +126,8 @@ def run(name: str, model_over: dict, train_over: dict, data, args, seed: int, fo
         out["chosen"] = json.loads((folder / name / "schedule_choice.json").read_text())["chosen"]
     elif tcfg.error_schedule == "gated" and (folder / name / training.SCHEDULE_FILE).is_file():
         decision = json.loads((folder / name / training.SCHEDULE_FILE).read_text())
-        out["chosen"] = f"{decision['schedule']} (coherence {decision['coherence']['pooled']:.2f})"
+        out["chosen"] = (f"{decision['schedule']} (coherence {decision['coherence']['pooled']:.2f}"
+                         + (f", threshold {decision['threshold']:+.2f}" if "threshold" in decision else "") + ")")
     prob = None if result is None else result.sampling_probability
     if train_over.get("error_upweight") and (folder / name / training.ERROR_SET_FILE).is_file():
         errors = np.load(folder / name / training.ERROR_SET_FILE)
@@ -169,7 +177,8 @@ def main() -> None:
     p.add_argument("--conflict", type=float, nargs="+", default=[0.01, 0.02])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=None,
-                   help=f"default: {' '.join(DEFAULT_METHODS)} (also: jtt-mix, dbvae-mix, dbvae-auto)")
+                   help=f"default: {' '.join(DEFAULT_METHODS)} "
+                        "(also: jtt-mix, dbvae-mix, dbvae-auto, default-threshold0)")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--latent-dim", type=int, default=100)

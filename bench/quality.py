@@ -114,6 +114,8 @@ def run_seed(seed: int, args, work: Path, log) -> dict:
             row["error_schedule"] = recorded["schedule"]
             if "coherence" in recorded:
                 row["error_set_coherence"] = recorded["coherence"]["pooled"]
+            if "threshold" in recorded:
+                row["error_set_threshold"] = recorded["threshold"]
         rows[name] = row
         log(f"  seed {seed} {name:18s} worst group {row['worst_group_accuracy']:.3f} "
             f"overall {row['overall_accuracy']:.3f}" +
@@ -123,7 +125,8 @@ def run_seed(seed: int, args, work: Path, log) -> dict:
             ("".join(f"  top positive subgroup: {e['attribute']}={e['value']} (precision {e['precision']:.2f}, "
                      f"recall {e['recall']:.2f})" for e in row.get("top_positive_subgroup_enriched", []))) +
             (f"  schedule {row['error_schedule']}" if "error_schedule" in row else "") +
-            (f" (coherence {row['error_set_coherence']:.2f})" if "error_set_coherence" in row else ""))
+            (f" (coherence {row['error_set_coherence']:.2f})" if "error_set_coherence" in row else "") +
+            (f" error set at logit {row['error_set_threshold']:+.2f}" if "error_set_threshold" in row else ""))
     return rows
 
 

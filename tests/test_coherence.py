@@ -4,8 +4,9 @@ import json
 import numpy as np
 import pytest
 
+import audit.coherence as coherence
 import audit.training as training
-from audit.coherence import COHERENT_SHARE, error_set_coherence, gated_schedule
+from audit.coherence import COHERENT_SHARE, balanced_threshold, coherent_error_set, error_set_coherence, gated_schedule
 from audit.errors import DebiasError
 from audit.models import ModelConfig
 from audit.pipeline import train_model
@@ -69,19 +70,68 @@ def test_a_large_error_set_is_judged_from_a_sample_of_its_members(rng):
     assert capped["pooled"] == pytest.approx((300 * capped["positive"] + 20 * 1.0) / 320)
 
 
+def test_the_balanced_threshold_equalises_the_error_rates_by_hand():
+    # At 0: negatives 2 and 3 are errors (2 of 6), positive -1 (1 of 6). At 1: negatives 2 and 3 (2 of 6),
+    # positives -1 and 1 (2 of 6); from 2 up the positives' rate is 3 of 6 or more and the negatives' 1 or 0.
+    logits = np.array([-4, -3, -2, -1, 2, 3, 1, 2, 3, 4, 5, -1], dtype=float)
+    labels = np.repeat([0, 1], 6)
+    assert balanced_threshold(logits, labels) == 1.0
+    assert balanced_threshold(np.array([-2.0, 2.0]), np.array([0, 1])) == 0.0   # already equal (none): 0
+    assert balanced_threshold(np.array([-2.0, 2.0]), np.array([0, 0])) == 0.0   # one class only
+
+
+def _two_minorities(rng, shift: float):
+    """200 a class in 2-d; a tight minority of 20 in each class whose logits are on the other side, plus 10
+    scattered hard positives near 0; every logit moved by `shift` (a lagging bias)."""
+    mu = rng.normal(size=(400, 2)) * 3
+    labels = np.repeat([0, 1], 200)
+    logits = np.where(labels == 1, 5.0, -5.0)
+    minority = np.zeros(400, dtype=bool)
+    minority[:20] = minority[200:220] = True
+    mu[:20] = rng.normal(loc=20.0, scale=0.1, size=(20, 2))
+    mu[200:220] = rng.normal(loc=-20.0, scale=0.1, size=(20, 2))
+    logits[:20], logits[200:220], logits[220:230] = 1.0, -1.0, 0.5
+    return mu, logits + shift, labels, minority
+
+
+def test_the_more_coherent_threshold_puts_a_split_minority_back_together(rng):
+    mu, logits, labels, minority = _two_minorities(rng, shift=-1.5)
+    # At 0 the negatives' minority (at -0.5) is missed and 10 scattered positives (at -1.0) are errors.
+    at_zero = coherence.errors_at(logits, labels) > 0.5
+    assert not at_zero[:20].any() and at_zero[220:230].all()
+    errors, decision = coherent_error_set(mu, logits, labels, np.ones(400, dtype=bool))
+    assert decision["threshold"] == -2.5
+    assert np.array_equal(errors > 0.5, minority)
+    assert decision["coherence"]["pooled"] == 1.0 > decision["coherence_by_threshold"]["0"]
+    assert decision["schedule"] == "geometric"
+
+
+def test_an_error_set_in_one_class_only_keeps_threshold_0(rng):
+    # Only the positives hold a minority: balancing the rates would flag the 20 highest negatives, scattered.
+    mu = rng.normal(size=(400, 2)) * 3
+    labels = np.repeat([0, 1], 200)
+    logits = np.concatenate([np.linspace(-9.0, -1.0, 200), np.full(20, -2.0), np.linspace(1.0, 9.0, 180)])
+    mu[200:220] = rng.normal(loc=-20.0, scale=0.1, size=(20, 2))
+    assert balanced_threshold(logits, labels) < -1.0
+    errors, decision = coherent_error_set(mu, logits, labels, np.ones(400, dtype=bool))
+    assert decision["threshold"] == 0.0 and len(decision["coherence_by_threshold"]) == 2
+    assert np.array_equal(np.flatnonzero(errors), np.arange(200, 220))
+
+
 def test_a_gated_run_records_its_decision_and_upweights_by_it(tiny_dataset, tmp_path, monkeypatch):
     flagged = (np.arange(len(tiny_dataset)) % 2).astype(np.float64)
-    monkeypatch.setattr(training, "_error_set", lambda *args: flagged.copy())
+    monkeypatch.setattr(coherence, "errors_at", lambda logits, labels, threshold=0.0: flagged.copy())
     calls = []
-    real = training.error_set_coherence
+    real = coherence.error_set_coherence
 
     def spy(mu, labels, errors):
         calls.append((mu.shape, len(labels)))
         return real(mu, labels, errors)
-    monkeypatch.setattr(training, "error_set_coherence", spy)
+    monkeypatch.setattr(coherence, "error_set_coherence", spy)
     for decision, multipliers in (("geometric", [21.0, 21.0 ** 2, 21.0 ** 3]), ("constant", [21.0] * 3)):
-        monkeypatch.setattr(training, "gated_schedule", lambda coherence, d=decision: d)
+        monkeypatch.setattr(coherence, "gated_schedule", lambda coherence, d=decision: d)
         out = tmp_path / decision
+        calls.clear()
         result = train_model(tiny_dataset, out, ModelConfig(method="dbvae", **SMALL),
                              TrainConfig(epochs=4, batch_size=8, error_upweight=20.0, error_schedule="gated"),
                              progress=False)
@@ -89,9 +139,12 @@ def test_a_gated_run_records_its_decision_and_upweights_by_it(tiny_dataset, tmp_
         assert {r["error_schedule"] for r in result.history[1:]} == {decision}
         recorded = json.loads((out / training.SCHEDULE_FILE).read_text())
         assert recorded["schedule"] == decision and set(recorded["coherence"]) >= {"pooled", "positive"}
-    # Decided once per run, on the training samples' latent means (the held-out tenth left out).
-    trained = len(tiny_dataset) - 2 * int(0.1 * 24)
-    assert calls == [((trained, 8), trained)] * 2
+        assert np.array_equal(np.load(out / training.ERROR_SET_FILE), flagged)
+        # Decided once per run, on the training samples' latent means (the held-out tenth left out): one
+        # coherence per threshold tried (0, and the balanced one when it differs).
+        trained = len(tiny_dataset) - 2 * int(0.1 * 24)
+        assert calls == [((trained, 8), trained)] * len(recorded["coherence_by_threshold"])
+        assert recorded["threshold"] == 0.0 or len(calls) == 2
 
 
 def test_a_resumed_gated_run_keeps_the_recorded_decision(tiny_dataset, tmp_path, monkeypatch):
@@ -101,7 +154,7 @@ def test_a_resumed_gated_run_keeps_the_recorded_decision(tiny_dataset, tmp_path,
     decision = json.loads((tmp_path / "m" / training.SCHEDULE_FILE).read_text())
     # Whatever the gate would say now, the resumed run goes on as it decided.
     other = "constant" if decision["schedule"] == "geometric" else "geometric"
-    monkeypatch.setattr(training, "gated_schedule", lambda coherence: other)
+    monkeypatch.setattr(coherence, "gated_schedule", lambda coherence: other)
     resumed = train_model(tiny_dataset, tmp_path / "m", model, TrainConfig(epochs=3, **cfg), resume=True,
                           progress=False)
     assert resumed.history[-1]["error_schedule"] == decision["schedule"]
