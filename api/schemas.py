@@ -100,10 +100,12 @@ class TrainOptions(RequestBody):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     latent_dim: int = Field(100, ge=1, le=1024)
     kl_weight: float = Field(0.0005, ge=0, le=100)
-    decoder: Literal["plain", "adversarial"] = Field("plain", description="adversarial: a patch discriminator "
-                                                     "sharpens the DB-VAE's reconstructions and generated images")
+    decoder: Literal["plain", "adversarial"] = Field("plain", description="adversarial: a second decoder, "
+                                                     "trained against a patch discriminator, draws the audit's "
+                                                     "pictures and generated images sharp; the rest of the model "
+                                                     "trains as with plain")
     adversarial_weight: float = Field(0.05, gt=0, le=10, description="weight of the adversarial term in the "
-                                      "decoder's loss (decoder adversarial)")
+                                      "picture decoder's loss (decoder adversarial)")
     reweight: Reweight = "both"
     strength: float = Field(1.0, ge=0, le=100)
     min_effective_fraction: float = Field(0.25, ge=0, le=1)

@@ -92,8 +92,12 @@ def model_from_state(state: dict, source: Path) -> nn.Module:
         raise ModelError(f"{source} holds an unknown model config ({exc}); it is from another "
                          f"architecture or debias version") from exc
     model = build_model(cfg)
+    weights = state["model"]
+    if cfg.decoder == "adversarial" and not any(k.startswith("picture_decoder.") for k in weights):
+        # Written before the picture decoder was its own: the one decoder was the adversarially trained one.
+        weights = {**weights, **{"picture_" + k: v for k, v in weights.items() if k.startswith("decoder.")}}
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(weights)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise ModelError(f"{source} does not match the {cfg.method} architecture ({first})") from exc

@@ -198,10 +198,11 @@ def build_parser(extensions: list[Extension] = (), handlers: dict | None = None)
     p.add_argument("--kl-weight", type=_finite_float, default=0.0005,
                    help="weight of the KL divergence in the DB-VAE's loss")
     p.add_argument("--decoder", choices=("plain", "adversarial"), default="plain",  # models.DECODERS
-                   help="adversarial: a patch discriminator sharpens the DB-VAE's reconstructions and generated "
-                        "images (VAE-GAN); the classifier's and the VAE's losses are unchanged")
+                   help="adversarial: a second decoder, trained against a patch discriminator on the encoder's "
+                        "codes (VAE-GAN), draws the audit's pictures and generated images sharp; the classifier, "
+                        "the VAE and its latent space train exactly as with plain")
     p.add_argument("--adversarial-weight", type=_finite_float, default=0.05,
-                   help="weight of the adversarial term in the decoder's loss (with --decoder adversarial)")
+                   help="weight of the adversarial term in the picture decoder's loss (with --decoder adversarial)")
     p.add_argument("--error-upweight", type=_finite_float, default=None,
                    help="JTT's error set: after --error-epoch epochs, draw the samples the model gets wrong "
                         "this many times more often (within their class); 0 is off (default: dbvae 50, standard 0)")

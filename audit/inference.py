@@ -79,7 +79,7 @@ def decode(model: nn.Module, z: np.ndarray, device: torch.device) -> np.ndarray:
     was_training = model.training
     model.eval()
     try:
-        x = model.decoder(torch.as_tensor(z, dtype=torch.float32, device=device))
+        x = model.drawing_decoder(torch.as_tensor(z, dtype=torch.float32, device=device))
     finally:
         model.train(was_training)
     return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()

@@ -44,6 +44,7 @@ def run_epoch(model, optimizer, source, y_all: torch.Tensor, batches: np.ndarray
     loss_seen = float("nan")
     # Sums stay on the device: a .item() per step would stall a GPU every batch.
     sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}  # steps that reported each part (the picture decoder's: every PICTURE_EVERY-th)
     correct = torch.zeros((), dtype=torch.long, device=y_all.device)
     seen = 0
     started = time.perf_counter()
@@ -67,7 +68,7 @@ def run_epoch(model, optimizer, source, y_all: torch.Tensor, batches: np.ndarray
             rows, partners = mixer.partners(idx, rng)
             if len(rows):
                 x = mixer.mix(x, rows, source.batch(partners), rng)
-        fake_rows = adversarial_rows(model, y)
+        fake_rows = adversarial_rows(model, y, step)
         if fake_rows is not None:
             kwargs["fake_rows"] = fake_rows
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
@@ -82,6 +83,7 @@ def run_epoch(model, optimizer, source, y_all: torch.Tensor, batches: np.ndarray
             parts = adversarial_step(model, optimizer, parts, *adversarial, model_cfg.adversarial_weight)
         for k, v in parts.items():
             sums[k] = sums.get(k, 0) + v.detach()
+            counts[k] = counts.get(k, 0) + 1
         correct += ((out["logit"] > 0).long() == y).sum()
         seen += len(idx)
         if callback is not None and main:
@@ -91,8 +93,8 @@ def run_epoch(model, optimizer, source, y_all: torch.Tensor, batches: np.ndarray
     n = len(batches)
     if ranks is not None:
         sums, correct, seen = _whole_batch_figures(sums, correct, seen, ranks)
-    record = {"epoch": epoch, **{k: v.item() / n for k, v in sums.items()}, "accuracy": correct.item() / seen,
-              "batches": n}
+    means = {k: v.item() / counts[k] for k, v in sums.items()}
+    record = {"epoch": epoch, **means, "accuracy": correct.item() / seen, "batches": n}
     elapsed = time.perf_counter() - started  # after .item(): the device has finished the epoch
     return {**record, "seconds": elapsed, "samples_per_second": seen / elapsed}
 
@@ -109,25 +111,27 @@ def _whole_batch_figures(sums: dict, correct: torch.Tensor, seen: int, ranks: Ra
     return means, packed[-2].long(), int(packed[-1].item())
 
 
-def adversarial_step(model, optimizer, parts: dict, g_loss: torch.Tensor, d_loss: torch.Tensor,
-                     weight: float) -> dict:
-    """One optimizer step: the model learns from its loss plus the decoder's adversarial term, the
-    discriminator from its own loss only.
+def adversarial_step(model, optimizer, parts: dict, picture_l1: torch.Tensor, g_loss: torch.Tensor,
+                     d_loss: torch.Tensor, weight: float) -> dict:
+    """One optimizer step: the model learns from its loss, the picture decoder from its reconstruction and
+    adversarial terms, the discriminator from its own loss only.
 
     The discriminator's gradient is taken first, with respect to it alone (its loss shares the fakes' logits
-    with the decoder's); the model's backward then stops at the other parameters, so no discriminator weight
-    gradient is computed for nothing. The two sets of parameters are disjoint and Adam updates each on its
-    own, so one step equals a step of each, at less cost (bench/decoder_bench.py).
+    with the picture decoder's); the other backward then stops at the other parameters, so no discriminator
+    weight gradient is computed for nothing. The sets of parameters are disjoint (the picture decoder reads
+    detached codes) and Adam updates each on its own, so one step equals a step of each, at less cost
+    (bench/decoder_bench.py), and the rest of the model takes the plain model's step.
     """
     disc_params = list(model.discriminator.parameters())
     disc_grads = torch.autograd.grad(d_loss, disc_params, retain_graph=True)
     own = {id(p) for p in disc_params}
-    (parts["loss"] + weight * g_loss).backward(inputs=[p for p in model.parameters()
-                                                       if p.requires_grad and id(p) not in own])
+    (parts["loss"] + picture_l1 + weight * g_loss).backward(inputs=[p for p in model.parameters()
+                                                                    if p.requires_grad and id(p) not in own])
     for p, grad in zip(disc_params, disc_grads):
         p.grad = grad
     optimizer.step()
-    return {**parts, "adv_decoder": g_loss.detach(), "adv_discriminator": d_loss.detach()}
+    return {**parts, "picture_recon": picture_l1.detach(), "adv_decoder": g_loss.detach(),
+            "adv_discriminator": d_loss.detach()}
 
 
 def merge_records(first: dict, second: dict) -> dict:

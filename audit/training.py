@@ -307,6 +307,8 @@ def train(dataset: ImageDataset, model_cfg: ModelConfig, cfg: TrainConfig, out_d
         # Seeding per epoch makes a resumed run identical to an uninterrupted one.
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 100_003 + epoch)
+        if hasattr(model, "picture_decoder"):
+            model.seed_prior_noise(cfg.seed * 100_003 + epoch)
         for group in optimizer.param_groups:   # from the epoch alone: a resumed run gets the same rate
             group["lr"] = epoch_lr(cfg, epoch)
         latent, density_prob = None, None
