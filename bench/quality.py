@@ -164,7 +164,8 @@ def main() -> None:
             results[seed] = run_seed(seed, args, Path(args.keep or tmp), lambda m: print(m, flush=True))
 
     print("\nmean over seeds")
-    print(f"{'model':24s} {'worst group':>11s} {'vs standard':>11s} {'AUC dark faces':>14s} {'AUC objects':>11s}")
+    print(f"{'model':24s} {'worst group':>11s} {'vs standard':>11s} {'AUC dark faces':>14s} {'AUC objects':>11s}"
+          f"  (sampling weight; under_representation: dark faces, objects)")
     base = np.mean([r["standard"]["worst_group_accuracy"] for r in results.values()])
     aucs = [np.mean([r["attribute rarity"]["audit_auc"][k] for r in results.values()])
             for k in ("skin_tone=dark", "kind=object")]
@@ -177,6 +178,9 @@ def main() -> None:
             aucs = [np.mean([r[name]["audit_auc"][k] for r in results.values()]) for k in
                     ("skin_tone=dark", "kind=object")]
             line += f" {aucs[0]:14.3f} {aucs[1]:11.3f}"
+            under = [np.mean([r[name]["under_representation_auc"][k] for r in results.values()]) for k in
+                     ("skin_tone=dark", "kind=object")]
+            line += f"  {under[0]:.3f} {under[1]:.3f}"
         print(line)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
