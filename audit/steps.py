@@ -120,7 +120,7 @@ def adversarial_step(model, optimizer, parts: dict, picture_l1: torch.Tensor, g_
     with the picture decoder's); the other backward then stops at the other parameters, so no discriminator
     weight gradient is computed for nothing. The sets of parameters are disjoint (the picture decoder reads
     detached codes) and Adam updates each on its own, so one step equals a step of each, at less cost
-    (bench/decoder_bench.py), and the rest of the model takes the plain model's step.
+    (bench/decoder_cost.py), and the rest of the model takes the plain model's step.
     """
     disc_params = list(model.discriminator.parameters())
     disc_grads = torch.autograd.grad(d_loss, disc_params, retain_graph=True)
