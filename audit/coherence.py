@@ -31,7 +31,8 @@ MAX_QUERIES = 5000
 
 
 def error_set_coherence(mu: np.ndarray, labels: np.ndarray, errors: np.ndarray,
-                        neighbours: int = NEIGHBOURS, max_queries: int = MAX_QUERIES) -> dict:
+                        neighbours: int = NEIGHBOURS, max_queries: int = MAX_QUERIES,
+                        indexes: dict | None = None) -> dict:
     """{"positive": share, "negative": share, "pooled": share, "error_set": {class: size}}.
 
     share: over the class's error-set samples (a random max_queries of them when there are more), the mean
@@ -39,6 +40,8 @@ def error_set_coherence(mu: np.ndarray, labels: np.ndarray, errors: np.ndarray,
     error set; None for a class without errors.
     pooled: the same over every error-set sample, each class weighted by its whole error set (0.0 when there
     are none).
+    indexes: {class: its fitted neighbour index}, filled in as they are built: pass the same dict to judge
+    another error set over the same latent means without fitting them again.
     """
     from sklearn.neighbors import NearestNeighbors  # scikit-learn loads in seconds: only when a run needs it
 
@@ -58,7 +61,11 @@ def error_set_coherence(mu: np.ndarray, labels: np.ndarray, errors: np.ndarray,
         queries = np.flatnonzero(inside)
         if len(queries) > max_queries:
             queries = np.sort(np.random.default_rng(0).choice(queries, max_queries, replace=False))
-        index = NearestNeighbors(n_neighbors=k + 1).fit(mu[members])
+        index = None if indexes is None else indexes.get(cls)
+        if index is None:
+            index = NearestNeighbors(n_neighbors=k + 1).fit(mu[members])
+            if indexes is not None:
+                indexes[cls] = index
         _, near = index.kneighbors(mu[members][queries])
         # Column 0 is the query itself (or a duplicate of it, which is as good a neighbour).
         shares = inside[near[:, 1:]].mean(axis=1)
@@ -107,11 +114,13 @@ def coherent_error_set(mu: np.ndarray, logits: np.ndarray, labels: np.ndarray,
     cases to one class and is less coherent, so threshold 0 stays.
     """
     labels = np.asarray(labels)
+    # Both error sets are judged on the same latent means: their neighbour indexes are fitted once.
+    pool_mu, pool_labels, indexes = np.asarray(mu[pool], dtype=np.float64), labels[pool], {}
     tried: dict = {}
     best = None
-    for threshold in sorted({0.0, balanced_threshold(logits[pool], labels[pool])}, key=abs):
+    for threshold in sorted({0.0, balanced_threshold(logits[pool], pool_labels)}, key=abs):
         errors = errors_at(logits, labels, threshold)
-        coherence = error_set_coherence(mu[pool], labels[pool], errors[pool])
+        coherence = error_set_coherence(pool_mu, pool_labels, errors[pool], indexes=indexes)
         tried[f"{threshold:.4g}"] = round(coherence["pooled"], 4)
         if best is None or coherence["pooled"] > best[2]["pooled"]:
             best = (threshold, errors, coherence)

@@ -11,7 +11,7 @@ import torch
 
 from . import distributed
 from .checkpoint import latest_checkpoint, load_training_state, model_from_state, save_epoch
-from .coherence import coherent_error_set
+from .coherence import coherent_error_set, errors_at
 from .dataset import ImageDataset
 from .density import ESTIMATORS
 from .errors import DebiasError, ModelError
@@ -237,7 +237,7 @@ def _error_set(model, images: np.ndarray, labels: np.ndarray, logits: np.ndarray
     """1.0 where the model (as it is now) misclassifies the sample, else 0.0."""
     if logits is None:
         logits = latent_pass(model, images, device, ranks)["logit"]
-    return ((logits > 0).astype(np.int64) != labels).astype(np.float64)
+    return errors_at(logits, labels)
 
 
 def _take_error_set(model, dataset: ImageDataset, labels: np.ndarray, pool: np.ndarray, latent: dict | None,

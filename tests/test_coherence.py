@@ -49,6 +49,13 @@ def test_neighbour_shares_by_hand():
     assert out == {"error_set": {"negative": 0, "positive": 2}, "negative": None, "positive": 0.5, "pooled": 0.5}
     assert gated_schedule(out) == ("geometric" if 0.5 >= COHERENT_SHARE else "constant")
     assert gated_schedule(error_set_coherence(mu, labels, np.zeros(8))) == "constant"   # no error set at all
+    # A second error set over the same latent means reuses the class's neighbour index, with the same result.
+    indexes: dict = {}
+    assert error_set_coherence(mu, labels, errors, neighbours=2, indexes=indexes) == out and set(indexes) == {1}
+    fitted = indexes[1]
+    other = np.array([0, 0, 0, 1, 1, 0, 0, 0], dtype=float)
+    assert (error_set_coherence(mu, labels, other, neighbours=2, indexes=indexes)
+            == error_set_coherence(mu, labels, other, neighbours=2)) and indexes[1] is fitted
 
 
 def test_a_large_error_set_is_judged_from_a_sample_of_its_members(rng):
@@ -124,9 +131,9 @@ def test_a_gated_run_records_its_decision_and_upweights_by_it(tiny_dataset, tmp_
     calls = []
     real = coherence.error_set_coherence
 
-    def spy(mu, labels, errors):
+    def spy(mu, labels, errors, **options):
         calls.append((mu.shape, len(labels)))
-        return real(mu, labels, errors)
+        return real(mu, labels, errors, **options)
     monkeypatch.setattr(coherence, "error_set_coherence", spy)
     for decision, multipliers in (("geometric", [21.0, 21.0 ** 2, 21.0 ** 3]), ("constant", [21.0] * 3)):
         monkeypatch.setattr(coherence, "gated_schedule", lambda coherence, d=decision: d)
