@@ -16,23 +16,16 @@ from __future__ import annotations
 
 import argparse
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import torch
-from colored_mnist import make_colored_mnist
-from quality import design_prevalence
+from decoder_bench import datasets
 
 import audit.models as models
 from audit.models import ModelConfig, build_model
 from audit.steps import run_epoch
-from audit.synth import make_synthetic
 from audit.training import ImageSource, epoch_batches, make_optimizer
-
-
-def dataset(name: str, n: int):
-    if name == "mnist":
-        return make_colored_mnist(0.01, n_train=n, n_val=100, n_test=100, image_size=32, seed=0)[0], 32
-    return make_synthetic(n // 2, n // 2, 64, seed=0, prevalence=design_prevalence("planted", 0.02)), 64
 
 
 def main() -> None:
@@ -45,7 +38,8 @@ def main() -> None:
                    help="ROWS:EVERY of the picture decoder (default: the defaults)")
     args = p.parse_args()
     torch.manual_seed(0)
-    train, size = dataset(args.data, args.n)
+    # decoder_bench's data (its test split is built too and left unused)
+    train, _test, _group_by, size = datasets(args.data, 0, SimpleNamespace(n_train=args.n, faces=args.n // 2))
     labels = np.asarray(train.labels)
     source = ImageSource(train.images, torch.device("cpu"))
     y_all = torch.from_numpy(labels)
